@@ -1,0 +1,20 @@
+"""One module per command group; each adds its commands to the app. Modules import nothing heavy at top level."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = ("models", "train", "tag", "analytics")
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command group not written yet
+            raise
+        module.register(app)
