@@ -54,7 +54,7 @@ def as_emocli_error(exc: BaseException) -> EmocliError | None:
     module = type(exc).__module__ or ""
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if module.startswith("duckdb"):
+    if module.lstrip("_").startswith("duckdb"):  # duckdb 2 raises from the `_duckdb` extension module
         if "lock" in text.lower():
             return StoreError(f"database is locked by another process: {text}",
                               hint="wait for the other emocli/duckdb process to finish")
