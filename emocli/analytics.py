@@ -330,7 +330,7 @@ class Where:
 
 def parse_where(text: str | None, columns: Sequence[str], params: Params) -> Where | None:
     """Parse a user filter into SQL that names only existing columns and binds every literal."""
-    if text is None or not text.strip():
+    if text is None:
         return None
     return Where(_WhereParser(text, columns, params).parse())
 
