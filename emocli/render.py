@@ -206,10 +206,10 @@ def write_table_text(frame: Frame, handle: IO[str]) -> None:
 
 def print_table(console: Console, table: Table) -> None:
     """A pipe or file gets the table's full width instead of a squeezed 80 columns."""
-    width = None
     if not console.is_terminal:
         width = max(Measurement.get(console, console.options.update_width(10_000), table).maximum, 80)
-    console.print(table, width=width)
+        console = Console(file=console.file, width=width, highlight=False, color_system=None)
+    console.print(table)
 
 
 _TEXT_WRITERS = {"csv": write_csv, "json": write_json, "markdown": write_markdown, "table": write_table_text}
