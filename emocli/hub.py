@@ -314,7 +314,7 @@ def _download(repo: str, commit: str, files: list[str], sizes: dict[str, int | N
     cache_dir = hf_cache_dir()
     known = [sizes.get(name) for name in files]
     total = sum(known) if all(size is not None for size in known) else None
-    with _PullProgress(f"{repo}@{commit[:10]}", total, len(files), enabled=progress) as bar:
+    with _PullProgress(f"{repo} at commit {commit[:12]}", total, len(files), enabled=progress) as bar:
         for name in files:
             hf_hub_download(repo, name, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
                             tqdm_class=bar.tqdm_class)
@@ -445,12 +445,15 @@ class _PullProgress:
             from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                        TransferSpeedColumn)
 
+            console = Console(stderr=True)
+            size = f", {self.total / 1e6:.1f} MB" if self.total is not None else ""
+            console.print(f"[bold]pulling[/] {self.label}: {self.n_files} files{size}", soft_wrap=True)
             self._progress = Progress(
-                TextColumn("[bold]pull[/] {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), TextColumn("{task.fields[files]}"), console=Console(stderr=True),
+                BarColumn(bar_width=30), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[files]}"), console=console,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.total, files=self._files_text())
+            self._task = self._progress.add_task("pull", total=self.total, files=self._files_text())
         return self
 
     def __exit__(self, *exc) -> None:

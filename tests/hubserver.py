@@ -9,7 +9,7 @@ The endpoints are the ones huggingface_hub calls for model repos:
     GET  /{repo}/resolve/{rev}/{file}             the bytes (Range honoured, for resumed downloads)
 
 Failures carry the Hub's X-Error-Code header, so huggingface_hub raises its own typed errors: an unknown
-repo is 401 RepoNotFound (as on the Hub, which does not reveal private repos), an unknown revision 404
+repo (or a private one without its token) is 401 RepoNotFound, as on the Hub; an unknown revision 404
 RevisionNotFound, an unknown file 404 EntryNotFound. No Xet header is ever sent (X-Xet-Hash, xetHash), so
 huggingface_hub takes the plain HTTP path even with hf-xet installed.
 
@@ -59,6 +59,7 @@ class HubRepo:
     repo_id: str
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit sha -> files
     refs: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit sha
+    token: str | None = None  # a private repo: answered only with "Authorization: Bearer <token>"
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.refs:
@@ -84,13 +85,17 @@ class HubServer:
 
     # ---- content -------------------------------------------------------------------------------------
     def add_repo(self, repo_id: str, files: Path | dict[str, bytes], *, commit: str | None = None,
-                 revisions: tuple[str, ...] = ("main",)) -> str:
-        """Publish `files` (a directory or {path: bytes}) as a commit of repo_id; each revision points at it."""
+                 revisions: tuple[str, ...] = ("main",), token: str | None = None) -> str:
+        """Publish `files` (a directory or {path: bytes}) as a commit of repo_id; each revision points at it.
+
+        With `token` the repo is private: without that bearer token it looks missing, as on the Hub.
+        """
         content = read_model_files(files) if isinstance(files, (str, Path)) else dict(files)
         commit = commit or fake_commit(content)
         if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
             raise ValueError(f"commit must be 40 lowercase hex digits, got {commit!r}")
         repo = self.repos.setdefault(repo_id, HubRepo(repo_id))
+        repo.token = token or repo.token
         repo.commits[commit] = content
         for revision in revisions:
             repo.refs[revision] = commit
@@ -163,8 +168,14 @@ class _HubHandler(BaseHTTPRequestHandler):
             self._error(404, "Not Found", None, send_body)
 
     # ---- /api/models/... -----------------------------------------------------------------------------
-    def _api(self, repo_id: str, rest: list[str], query: dict, send_body: bool) -> None:
+    def _repo(self, repo_id: str) -> HubRepo | None:
         repo = self.hub.repos.get(repo_id)
+        if repo is not None and repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
+            return None
+        return repo
+
+    def _api(self, repo_id: str, rest: list[str], query: dict, send_body: bool) -> None:
+        repo = self._repo(repo_id)
         if repo is None:
             return self._error(401, "Repository not found", "RepoNotFound", send_body)
         if not rest:
@@ -177,12 +188,12 @@ class _HubHandler(BaseHTTPRequestHandler):
         files = repo.commits[commit]
         if rest[0] == "revision":
             blobs = query.get("blobs", ["false"])[0].lower() == "true"
-            return self._json(self._model_info(repo_id, commit, files, blobs), send_body)
+            return self._json(self._model_info(repo_id, commit, files, blobs, private=bool(repo.token)), send_body)
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         return self._json(self._tree(files, "/".join(rest[2:]), recursive), send_body)
 
     @staticmethod
-    def _model_info(repo_id: str, commit: str, files: dict[str, bytes], blobs: bool) -> dict:
+    def _model_info(repo_id: str, commit: str, files: dict[str, bytes], blobs: bool, *, private: bool) -> dict:
         siblings = []
         for name, data in sorted(files.items()):
             sibling: dict = {"rfilename": name}
@@ -194,7 +205,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         return {
             "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
             "author": repo_id.split("/")[0], "sha": commit, "lastModified": LAST_MODIFIED, "createdAt": LAST_MODIFIED,
-            "private": False, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
+            "private": private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
             "library_name": "transformers", "tags": ["transformers", "safetensors", "text-classification"],
             "pipeline_tag": "text-classification", "siblings": siblings,
         }
@@ -222,7 +233,7 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     # ---- /{repo}/resolve/{rev}/{file} ----------------------------------------------------------------
     def _resolve(self, repo_id: str, revision: str, filename: str, send_body: bool) -> None:
-        repo = self.hub.repos.get(repo_id)
+        repo = self._repo(repo_id)
         if repo is None:
             return self._error(401, "Repository not found", "RepoNotFound", send_body)
         commit = repo.resolve(revision)
