@@ -156,6 +156,10 @@ def load_for_finetune(base_dir: Path, labels: list[str] | tuple[str, ...], *, ta
 
 def save_model(out_dir: Path, module: Any, tokenizer: Any, info: ModelInfo) -> Path:
     """Write a plain transformers directory (safetensors) plus emocli.json."""
+    if getattr(module, "emocli_config", None) is not None:  # a custom architecture built by emocli.heads
+        from . import heads
+
+        return heads.save_custom(out_dir, module, tokenizer, info)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = module.config
