@@ -3,6 +3,10 @@
 One resolver serves every command: a local directory, then a registry name, then a Hub id
 (`org/repo[@rev]`). Offline it uses the HF cache or a packaged model; a model found nowhere gets one
 line saying how to get it. Never imports torch.
+
+Pulls go into the standard HF cache (HF_HOME / HF_HUB_CACHE) from HF_ENDPOINT, with HF_TOKEN; each
+pull pins the commit its revision resolved to in $EMOCLI_HOME/pulled.json, so later runs (and the
+`runs` table of `tag`) name the exact weights. huggingface_hub is imported only when the network is needed.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ INFERENCE_FILES = [
 ]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 PICKLE_SUFFIXES = (".bin", ".pt", ".ckpt", ".pth", ".pkl")
 PICKLE_WEIGHTS = ["pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json"]
@@ -151,10 +156,30 @@ def weights_format(model_dir: Path) -> str | None:
     return None
 
 
+def _shards_present(snapshot: Path) -> bool:
+    """Every shard a weights index (model.safetensors.index.json, pytorch_model.bin.index.json) names."""
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        path = snapshot / index
+        if path.is_file():
+            try:
+                shards = set(json.loads(path.read_text(encoding="utf-8")).get("weight_map", {}).values())
+            except (json.JSONDecodeError, AttributeError):
+                return False
+            if not all((snapshot / shard).is_file() for shard in shards):
+                return False
+    return True
+
+
+TOKENIZER_ANY = None  # no file list recorded: any tokenizer file will do
+
+
 def _complete_snapshot(snapshot: Path, files: list[str] | None) -> bool:
-    if not (snapshot / "config.json").is_file() or weights_format(snapshot) is None:
+    """Config, weights (every shard), and every file an emocli pull recorded (else some tokenizer file)."""
+    if not (snapshot / "config.json").is_file() or weights_format(snapshot) is None or not _shards_present(snapshot):
         return False
-    return all((snapshot / name).is_file() for name in files or ())  # is_file follows the blob symlinks
+    if files is TOKENIZER_ANY:
+        return any((snapshot / name).is_file() for name in TOKENIZER_FILES)
+    return all((snapshot / name).is_file() for name in files)  # is_file follows the blob symlinks
 
 
 def find_in_cache(repo: str, revision: str = "main") -> Path | None:
@@ -166,19 +191,18 @@ def find_in_cache(repo: str, revision: str = "main") -> Path | None:
     repo_dir = repo_cache_dir(repo)
     if not repo_dir.is_dir():
         return None
-    candidates: list[tuple[str, list[str] | None]] = []
-    record = pull_record(repo, revision)
-    if record and COMMIT_RE.fullmatch(str(record.get("commit", ""))):
-        candidates.append((record["commit"], record.get("files")))
     _check_revision(revision)
+    record = pull_record(repo, revision)
+    recorded = {record["commit"]: record.get("files")} if record and COMMIT_RE.fullmatch(str(record["commit"])) else {}
+    candidates = list(recorded)
     ref = repo_dir / "refs" / revision
     if ref.is_file():
-        candidates.append((ref.read_text(encoding="utf-8").strip(), None))
+        candidates.append(ref.read_text(encoding="utf-8").strip())
     if COMMIT_RE.fullmatch(revision):
-        candidates.append((revision, None))
-    for commit, files in candidates:
+        candidates.append(revision)
+    for commit in dict.fromkeys(candidates):
         snapshot = repo_dir / "snapshots" / commit
-        if COMMIT_RE.fullmatch(commit) and _complete_snapshot(snapshot, files):
+        if COMMIT_RE.fullmatch(commit) and _complete_snapshot(snapshot, recorded.get(commit, TOKENIZER_ANY)):
             return snapshot
     return None
 
@@ -256,7 +280,9 @@ def pull_model(repo: str, revision: str = "main", spec: ModelSpec | None = None,
     """
     revision = _check_revision(revision or "main")
     cached = find_in_cache(repo, revision)
-    if cached is not None and (allow_pickle or weights_format(cached) == "safetensors"):
+    if cached is not None:
+        if not allow_pickle and weights_format(cached) == "pickle":
+            raise _pickle_refusal(f"{repo}@{revision}", sorted(p.name for p in cached.glob("*.bin")))
         if pull_record(repo, revision) is None:
             _record_pull(_pull_entry(repo, revision, cached.name, spec, _snapshot_files(cached), cached))
         return ResolvedModel(cached, spec, "cache", commit=cached.name, repo=repo)
@@ -288,13 +314,25 @@ def choose_inference_files(repo: str, revision: str, sizes: dict[str, int | None
     if not pickles:
         raise HubError(f"{where}: the repository has no model weights (no *.safetensors file)")
     if not allow_pickle:
-        raise HubError(f"{where}: only pickle weights ({', '.join(pickles)}); emocli loads safetensors only, "
-                       "because unpickling can run arbitrary code",
-                       hint="pass --allow-pickle if you trust this repository, or use a safetensors revision")
+        raise _pickle_refusal(where, pickles)
     weights = [name for name in top if any(fnmatch.fnmatch(name, pattern) for pattern in PICKLE_WEIGHTS)]
     if not weights:
         raise HubError(f"{where}: no pytorch_model.bin among its pickle files ({', '.join(pickles)})")
     return chosen + weights
+
+
+def _pickle_refusal(where: str, pickles: list[str]) -> HubError:
+    return HubError(f"{where}: only pickle weights ({', '.join(pickles)}); emocli loads safetensors only, "
+                    "because unpickling can run arbitrary code",
+                    hint="pass --allow-pickle if you trust this repository, or use a safetensors revision")
+
+
+def _weights_last(files: list[str]) -> list[str]:
+    """Download order: weights last, so an interrupted pull never leaves a snapshot that looks complete."""
+    def is_weights(name: str) -> bool:
+        return name.endswith(".safetensors") or name.endswith(PICKLE_SUFFIXES)
+
+    return sorted(files, key=is_weights)
 
 
 def _list_repo(repo: str, revision: str, endpoint: str) -> tuple[str, dict[str, int | None]]:
@@ -315,7 +353,7 @@ def _download(repo: str, commit: str, files: list[str], sizes: dict[str, int | N
     known = [sizes.get(name) for name in files]
     total = sum(known) if all(size is not None for size in known) else None
     with _PullProgress(f"{repo} at commit {commit[:12]}", total, len(files), enabled=progress) as bar:
-        for name in files:
+        for name in _weights_last(files):
             hf_hub_download(repo, name, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
                             tqdm_class=bar.tqdm_class)
             bar.file_done(sizes.get(name))

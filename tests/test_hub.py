@@ -198,8 +198,24 @@ def test_pickle_only_repo_is_refused_unless_allowed(cli, hub):
     from emocli.hub import pull_record
 
     assert pull_record(PICKLE_REPO, "main")["weights"] == "pickle"
+    hub.stop()
     again = cli(["models", "pull", PICKLE_REPO])  # cached, but pickle still needs the explicit flag
-    assert_one_clear_error(again, "pickle")
+    assert_one_clear_error(again, "only pickle weights (pytorch_model.bin)")
+    assert cli(["models", "pull", PICKLE_REPO, "--allow-pickle"]).exit_code == 0
+
+
+def test_a_damaged_cache_is_pulled_again(cli, hub):
+    from emocli.hub import find_in_cache, pull_model
+
+    first = pull_model(TINY_REPO, "main", progress=False)
+    link = first.path / "tokenizer.json"
+    link.resolve().unlink()  # the blob, e.g. cleaned away by hand, leaving a dangling link
+    assert not link.is_file()
+    assert find_in_cache(TINY_REPO, "main") is None
+    fetched = len(hub.downloads())
+    second = pull_model(TINY_REPO, "main", progress=False)
+    assert second.source == "pulled" and (second.path / "tokenizer.json").is_file()
+    assert hub.downloads()[fetched:] == ["tokenizer.json"]  # the other files were still in the cache
 
 
 def test_unknown_repo_and_revision_give_one_line(cli, hub):
