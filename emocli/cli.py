@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import __version__
@@ -21,9 +22,9 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def print_error(error: EmocliError) -> None:
-    err_console.print(f"[bold red]error:[/] {error.message}", markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
     if error.hint:
-        err_console.print(f"[dim]hint: {error.hint}[/]", soft_wrap=True)
+        err_console.print(f"[dim]hint: {escape(error.hint)}[/]", soft_wrap=True)
 
 
 class EmocliGroup(TyperGroup):
