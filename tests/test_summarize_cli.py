@@ -174,3 +174,54 @@ def test_analytics_commands_do_not_import_torch():
         assert result.returncode == 0, result.stderr[-2000:]
         imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
         assert not {"torch", "transformers", "matplotlib", "polars"} & imported
+
+
+@pytest.mark.slow
+def test_tag_then_summarize_end_to_end(cli, brighter, tiny_model_dir, tmp_path):
+    """A real Parquet file tagged by `emocli tag` with the tiny model, then summarized: the numbers equal
+    polars over the rows the store holds, and examples show the kept texts."""
+    import datetime as dt
+
+    import duckdb
+
+    from test_analytics import assert_summary_equal, reference_summary
+
+    frames = []
+    for offset, language in enumerate(("eng", "deu", "esp")):
+        frame = pl.read_csv(brighter / "dev" / f"{language}.csv").head(30).select("id", "text")
+        frames.append(frame.with_columns(
+            pl.lit(language).alias("language"),
+            (pl.lit(dt.datetime(2024, 1 + 4 * offset, 3)) + pl.duration(days=pl.int_range(0, 30) * 3))
+            .alias("created_at")))
+    data = pl.concat(frames)
+    source = tmp_path / "posts.parquet"
+    data.write_parquet(source)
+    db = tmp_path / "emotions.duckdb"
+    result = cli(["tag", source, "--model", tiny_model_dir, "--db", db, "--keep-text", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+    con = duckdb.connect(str(db), read_only=True)
+    stored = pl.from_arrow(con.sql("SELECT * FROM scores").to_arrow_table())
+    con.close()
+    assert stored.height == data.height and stored["created_at"].dtype == pl.Datetime("us")
+    stored = stored.with_columns([pl.col(label).cast(pl.Float64) for label in ENG])
+
+    by = ("language", "month:created_at")
+    result = cli(["summarize", "--db", db, "--by", by[0], "--by", by[1], "-f", "json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    frame = summarize(db, request=SummaryRequest(by=by))
+    assert [tuple(r.values()) for r in got] == [tuple(
+        v.isoformat() if isinstance(v, dt.date) else v for v in row) for row in frame.rows]
+    assert_summary_equal(frame, reference_summary(stored, ENG, by), ENG, by)
+    assert sum(r["texts"] + r["skipped"] for r in got) == data.height
+
+    counts = summarize(db, request=SummaryRequest(by=("language",), metric="count"))
+    assert_summary_equal(counts, reference_summary(stored, ENG, ("language",), metric="count"), ENG, ("language",))
+
+    result = cli(["examples", "--db", db, "--label", "joy", "--by", "language", "-k", "2", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert len(shown) == 6 and {r["text"] for r in shown} <= set(data["text"])
+    top_eng = stored.filter(pl.col("language") == "eng").sort("joy", descending=True)["text"][0]
+    assert next(r for r in shown if r["language"] == "eng" and r["rank"] == 1)["text"] == top_eng

@@ -1,0 +1,159 @@
+"""Scale benchmark: `summarize --by language` over a 10M-row scores table (issue 5 target: under 2 s).
+
+Builds the store in DuckDB with SQL generators (store contract: BRIGHTER's six labels as FLOAT columns,
+predicted `labels` VARCHAR[] by per-label thresholds, 28 languages, two years of timestamps, ~1% skipped
+rows, a `runs` row), then times the library call and the CLI process (startup included), several times
+each, and writes min/median to benchmarks/results/summarize_scale.json.
+
+    nice -n 10 python3 benchmarks/summarize_scale.py [--rows 10000000] [--repeat 5] [--db /tmp/x.duckdb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LABELS = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
+THRESHOLDS = (0.45, 0.5, 0.4, 0.5, 0.5, 0.55)
+LANGUAGES = ("afr", "amh", "arq", "ary", "chn", "deu", "eng", "esp", "hau", "hin", "ibo", "kin", "mar", "orm",
+             "pcm", "ptbr", "ptmz", "ron", "rus", "som", "sun", "swa", "swe", "tat", "tir", "ukr", "vmw", "yor")
+RUN_ID = "bench-run"
+
+
+def build_store(path: Path, rows: int) -> float:
+    import duckdb
+
+    from emocli.analytics import quote_ident
+
+    if path.exists():
+        path.unlink()
+    start = time.perf_counter()
+    con = duckdb.connect(str(path))
+    con.execute("SET enable_progress_bar = false")
+    languages = "[" + ", ".join(f"'{code}'" for code in LANGUAGES) + "]"
+    # skewed scores per label: each label has its own power so prevalences differ
+    scores = ",\n".join(
+        f"CASE WHEN skipped THEN NULL ELSE CAST(pow((hash(id, {k}) % 10000) / 10000.0, {1.0 + 0.4 * k}) AS FLOAT) "
+        f"END AS {quote_ident(label)}" for k, label in enumerate(LABELS))
+    predicted = ", ".join(f"CASE WHEN {quote_ident(label)} >= {threshold} THEN '{label}' END"
+                          for label, threshold in zip(LABELS, THRESHOLDS))
+    con.execute(f"""
+        CREATE TABLE scores AS
+        SELECT id, language, created_at, user_id, {', '.join(quote_ident(label) for label in LABELS)},
+               CASE WHEN skipped THEN NULL
+                    ELSE CAST(list_filter([{predicted}], lambda x: x IS NOT NULL) AS VARCHAR[]) END AS labels,
+               n_tokens, n_tokens >= 128 AS truncated, '{RUN_ID}' AS run_id
+        FROM (
+            SELECT i AS id, {languages}[CAST(hash(i) % {len(LANGUAGES)} AS BIGINT) + 1] AS language,
+                   TIMESTAMP '2023-01-01' + to_seconds(CAST(hash(i, 99) % (2 * 365 * 86400) AS BIGINT)) AS created_at,
+                   CAST(hash(i, 7) % 100000 AS BIGINT) AS user_id,
+                   CAST(hash(i, 11) % 140 AS INTEGER) AS n_tokens,
+                   hash(i, 13) % 100 = 0 AS skipped
+            FROM range({rows}) AS t(i)
+        ) AS generated, LATERAL (SELECT {scores}) AS s
+    """)
+    con.execute("""CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, table_name VARCHAR, model VARCHAR, repo VARCHAR,
+        "commit" VARCHAR, labels VARCHAR[], thresholds DOUBLE[], task VARCHAR, inputs VARCHAR[], text_col VARCHAR,
+        started_at TIMESTAMP, finished_at TIMESTAMP, rows_written BIGINT, rows_skipped BIGINT,
+        rows_truncated BIGINT, status VARCHAR)""")
+    con.execute("INSERT INTO runs SELECT $1, 'scores', 'bench-model', NULL, 'synthetic', $2, $3, 'multi_label', "
+                "['synthetic'], 'text', now(), now(), count(*), count(*) - count(labels), "
+                "count(*) FILTER (truncated), 'done' FROM scores",
+                [RUN_ID, list(LABELS), list(THRESHOLDS)])
+    con.execute("CHECKPOINT")
+    con.close()
+    return time.perf_counter() - start
+
+
+def time_library(path: Path, repeat: int) -> tuple[list[float], int]:
+    from emocli.analytics import SummaryRequest, summarize
+
+    times, groups = [], 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        frame = summarize(path, request=SummaryRequest(by=("language",)))
+        times.append(time.perf_counter() - start)
+        groups = len(frame.rows)
+    return times, groups
+
+
+def time_cli(path: Path, repeat: int, extra: list[str]) -> list[float]:
+    command = [sys.executable, "-m", "emocli.cli", "summarize", "--db", str(path), "--by", "language",
+               "--format", "csv", *extra]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise SystemExit(f"CLI failed: {result.stderr}")
+    return times
+
+
+def stats(times: list[float]) -> dict:
+    return {"min_s": round(min(times), 3), "median_s": round(statistics.median(times), 3),
+            "max_s": round(max(times), 3), "runs_s": [round(t, 3) for t in times]}
+
+
+def machine() -> dict:
+    import duckdb
+
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "duckdb": duckdb.__version__, "platform": platform.platform(),
+            "note": "2-core machine shared with other developers' jobs while measuring"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--db", type=Path, default=Path("/tmp/emocli_summarize_bench.duckdb"))
+    parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "summarize_scale.json")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    build_s = build_store(args.db, args.rows)
+    print(f"built {args.rows:,} rows in {build_s:.1f} s ({args.db.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+    library, groups = time_library(args.db, args.repeat)
+    cli = time_cli(args.db, args.repeat, [])
+    cli_where = time_cli(args.db, args.repeat, ["--where", "language IN ('eng', 'deu') AND anger > 0.3"])
+    result = {
+        "benchmark": "summarize --by language",
+        "rows": args.rows, "groups": groups, "labels": list(LABELS), "build_s": round(build_s, 2),
+        "db_size_mb": round(args.db.stat().st_size / 1e6, 1), "repeat": args.repeat,
+        "library_call": stats(library),
+        "cli_process": stats(cli),
+        "cli_process_with_where": stats(cli_where),
+        "target_s": 2.0,
+        "meets_target": statistics.median(cli) < 2.0,
+        "machine": machine(),
+        "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                "after": [round(x, 2) for x in os.getloadavg()]},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    if not args.keep:
+        args.db.unlink()
+
+
+if __name__ == "__main__":
+    main()
