@@ -32,6 +32,8 @@ RUNS_TABLE = "runs"
 RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE}
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 MEMORY_LIMIT = "1GB"  # inserts stream through; a bounded buffer pool keeps the tagger's memory flat
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 RUNS_DDL = f"""
@@ -114,6 +116,13 @@ def _sql(con, sql: str, params: list | None = None) -> list[tuple]:
 def _one(con, sql: str, params: list | None = None) -> tuple | None:
     rows = _sql(con, sql, params)
     return rows[0] if rows else None
+
+
+def _unregister(con, name: str) -> None:
+    try:
+        con.unregister(name)
+    except Exception:  # noqa: BLE001 - an aborted transaction refuses it; the view dies with the connection
+        pass
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -226,18 +235,18 @@ class Store:
         """Insert rows and move the file's checkpoint to rows_done, atomically."""
         def write(con):
             self._ensure_columns(table, rows.schema)
-            con.register("_emocli_chunk", rows)
-            try:
-                _sql(con, f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _emocli_chunk")
-            finally:
-                con.unregister("_emocli_chunk")
+            _sql(con, f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _emocli_chunk")
             _sql(con, f"UPDATE {PROGRESS_TABLE} SET rows_done = ?, done = ?, updated_at = ? "
                         "WHERE run_id = ? AND file = ?", [rows_done, file_done, datetime.now(), run_id, file_key])
             _sql(con, f"UPDATE {RUNS_TABLE} SET rows_written = rows_written + ?, rows_skipped = rows_skipped + ?, "
                         "rows_truncated = rows_truncated + ? WHERE run_id = ?",
                         [counts.written, counts.skipped, counts.truncated, run_id])
 
-        self._in_transaction(write)
+        self.con.register("_emocli_chunk", rows)
+        try:
+            self._in_transaction(write)
+        finally:
+            _unregister(self.con, "_emocli_chunk")
 
     def finish_file(self, run_id: str, file_key: str) -> None:
         _sql(self.con, f"UPDATE {PROGRESS_TABLE} SET done = true, updated_at = ? WHERE run_id = ? AND file = ?",
@@ -259,20 +268,20 @@ class Store:
             try:
                 _sql(con, f"CREATE TABLE {quote(table)} AS SELECT * FROM _emocli_schema")
             finally:
-                con.unregister("_emocli_schema")
+                _unregister(con, "_emocli_schema")
             return
-        existing = {name.lower() for name in self.table_columns(table)}
-        missing = [field for field in schema if field.name.lower() not in existing]
-        if not missing:
-            return
-        empty = schema.empty_table().select([f.name for f in missing])
-        con.register("_emocli_schema", empty)
+        existing = {name.lower(): kind for name, kind in self.table_columns(table).items()}
+        con.register("_emocli_schema", schema.empty_table())
         try:
-            types = dict(_sql(con, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM _emocli_schema)"))
+            incoming = _sql(con, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM _emocli_schema)")
         finally:
-            con.unregister("_emocli_schema")
-        for field in missing:
-            _sql(con, f"ALTER TABLE {quote(table)} ADD COLUMN {quote(field.name)} {types[field.name]}")
+            _unregister(con, "_emocli_schema")
+        for name, kind in incoming:
+            if name.lower() not in existing:
+                _sql(con, f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}")
+            elif kind == "VARCHAR" and existing[name.lower()] in _INTEGER_TYPES:
+                # a later corpus brings text ids where an earlier one had numbers: widen to text, losing nothing
+                _sql(con, f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(name)} TYPE VARCHAR")
 
     def _in_transaction(self, work) -> None:
         con = self.con

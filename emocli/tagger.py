@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol
 
@@ -100,6 +100,7 @@ class FilePlan:
     text_col: str
     id_col: str | None  # None: derive "<key>:<row>"
     kept: tuple[tuple[str, str], ...]  # (input column, table column)
+    id_as_text: bool = False  # files disagree on the id's type: store every id as VARCHAR
 
     @property
     def read_columns(self) -> list[str]:
@@ -151,7 +152,20 @@ def plan_files(sources: list[InputFile], config: TagConfig, labels: tuple[str, .
         if keep_text:
             kept.append((config.text_col, STORED_TEXT_COLUMN))
         plans.append(FilePlan(source, config.text_col, id_col, tuple(kept)))
+    if len({_id_kind(plan) for plan in plans}) > 1:
+        plans = [replace(plan, id_as_text=True) for plan in plans]
     return plans, notes
+
+
+def _id_kind(plan: FilePlan) -> str:
+    """What decides a file's id type: derived ids are text, Parquet says its type, a CSV's is inferred per file."""
+    if plan.id_col is None:
+        return "derived"
+    if plan.source.fmt == "csv":
+        return f"csv:{plan.source.path}"
+    import pyarrow.parquet as pq
+
+    return str(pq.read_schema(plan.source.path).field(plan.id_col).type)
 
 
 def model_fingerprint(resolved: "ResolvedModel") -> str:
@@ -205,7 +219,10 @@ def assemble_rows(window: Window, scores: "pa.RecordBatch", run_id: str) -> "pa.
     plan, batch = window.plan, window.batch
     n = batch.num_rows
     ids = batch.column(plan.id_col) if plan.id_col else derived_ids(plan.source.key, window.first_row, n)
-    arrays, names = [_normalize(ids)], ["id"]
+    ids = _normalize(ids)
+    if plan.id_as_text and not pa.types.is_string(ids.type):
+        ids = ids.cast(pa.string())
+    arrays, names = [ids], ["id"]
     for column, name in plan.kept:
         arrays.append(_normalize(batch.column(column)))
         names.append(name)
