@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 THRESHOLD_MODES = ("per-class", "fixed")
 THRESHOLD_SOURCES = ("auto", "dev", "cv")
 
@@ -73,3 +75,14 @@ def dev_supports_tuning(targets: np.ndarray, mask: np.ndarray, config: Threshold
     positives = (targets * mask).sum(axis=0)
     annotated = mask.sum(axis=0) > 0
     return bool(annotated.any() and np.all(positives[annotated] >= config.min_positives))
+
+
+def choose_threshold_source(config: ThresholdConfig, dev) -> str:
+    """'fixed', 'dev' or 'cv' for a run; `dev` is the dev LabelledData or None. auto: dev when it can tune."""
+    if config.mode == "fixed":
+        return "fixed"
+    if config.source == "dev" and dev is None:
+        raise InputError("--threshold-source dev needs dev data", hint="pass --dev FILE, or use --threshold-source cv")
+    if config.source == "auto":
+        return "dev" if dev is not None and dev_supports_tuning(dev.targets, dev.mask, config) else "cv"
+    return config.source
