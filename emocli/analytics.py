@@ -490,6 +490,11 @@ def _group_names(groups: dict[tuple, list[RunInfo]]) -> list[str]:
     return result
 
 
+def unfinished_run_notes(groups: Sequence[RunGroup]) -> tuple[str, ...]:
+    return tuple(f"run {run.run_id} is {run.status}: the rows it committed are included"
+                 for group in groups for run in group.runs if run.status not in (None, "done"))
+
+
 def groups_with_label(groups: Sequence[RunGroup], label: str) -> list[RunGroup]:
     chosen = [group for group in groups if label in group.labels]
     if not chosen:
@@ -614,6 +619,7 @@ def summary_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], requ
     """One SQL statement: per group the text count, skipped rows, per-label metric, dominant, any/none."""
     params = Params()
     labels = group.labels
+    _check_label_names(labels, [g.alias for g in groups] + list(STAT_COLUMNS) + list(SHARE_COLUMNS) + ["dominant"])
     select = _group_select(groups, store.columns)
     select += [f"count({quote_ident('labels')}) AS {quote_ident('texts')}",
                f"count(*) - count({quote_ident('labels')}) AS {quote_ident('skipped')}"]
@@ -631,6 +637,13 @@ def summary_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], requ
     order = _summary_order(groups, sort)
     sql = f"SELECT {', '.join(outer_columns)} FROM ({inner}) AS per_group" + (f" ORDER BY {order}" if order else "")
     return Query(sql, params.values)
+
+
+def _check_label_names(labels: Sequence[str], taken: Sequence[str]) -> None:
+    clash = next((label for label in labels if label in taken), None)
+    if clash is not None:
+        raise InputError(f"label {clash!r} has the same name as a summary column; group by another column "
+                         f"or use `emocli query`")
 
 
 def _summary_order(groups: Sequence[GroupBy], sort: str | None) -> str:
@@ -696,6 +709,7 @@ def _stack(frames: Sequence[tuple[tuple[str, ...], list[tuple]]], run_groups: Se
                 values[MODEL_COLUMN] = run_group.name
             rows.append(tuple(values.get(column) for column in columns))
     notes = tuple(f"model {group.name}: runs {', '.join(group.run_ids)}" for group in run_groups) if several else ()
+    notes += unfinished_run_notes(run_groups)
     return Frame(columns=tuple(columns), rows=rows,
                  group_columns=tuple(([MODEL_COLUMN] if several else []) + list(group_columns)),
                  value_columns=tuple(labels), value_kind=kind, title=title, notes=notes)
@@ -847,8 +861,9 @@ def examples(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
 # query
 
 
-def run_query(db: str | Path, sql: str) -> Frame:
-    """Run SQL on a read-only connection with no file access; writes fail with one clear line."""
+def run_query(db: str | Path, sql: str, max_rows: int | None = None) -> Frame:
+    """Run SQL on a read-only connection with no file access; writes fail with one clear line.
+    With max_rows, fetch at most that many rows (and say so in a note) instead of the whole result."""
     import duckdb
 
     if not sql or not sql.strip():
@@ -858,8 +873,13 @@ def run_query(db: str | Path, sql: str) -> Frame:
         cursor = con.execute(sql)
         if cursor.description is None:
             return Frame(columns=(), rows=[], title="query")
-        return Frame(columns=tuple(d[0] for d in cursor.description), rows=cursor.fetchall(), title="query",
-                     value_kind="none")
+        rows = cursor.fetchall() if max_rows is None else cursor.fetchmany(max_rows + 1)
+        notes = ()
+        if max_rows is not None and len(rows) > max_rows:
+            rows = rows[:max_rows]
+            notes = (f"showing the first {max_rows} rows; use --format csv/json or LIMIT for more",)
+        return Frame(columns=tuple(d[0] for d in cursor.description), rows=rows, title="query",
+                     value_kind="none", notes=notes)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         if "read-only" in first or "file system operations are disabled" in first:

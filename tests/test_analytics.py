@@ -402,3 +402,22 @@ def test_errors_list_what_exists(store, tmp_path):
         summarize(path, request=SummaryRequest(by=("language",), sort="rage"))
     with pytest.raises(InputError, match="--metric"):
         summarize(path, request=SummaryRequest(metric="median"))
+
+
+def test_unfinished_runs_are_named_and_query_can_cap_rows(tmp_path):
+    path = tmp_path / "partial.duckdb"
+    build_store(path, [run_spec("r1", "m", ENG, ENG_THRESHOLDS, 40, seed=8)])
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE runs SET status = 'interrupted'")
+    con.close()
+    frame = summarize(path, request=SummaryRequest(by=("language",)))
+    assert frame.notes == ("run r1 is interrupted: the rows it committed are included",)
+    capped = run_query(path, "SELECT id FROM scores ORDER BY id", max_rows=5)
+    assert capped.rows == [(i,) for i in range(5)] and "first 5 rows" in capped.notes[0]
+
+
+def test_label_named_like_a_summary_column_is_refused(tmp_path):
+    path = tmp_path / "clash.duckdb"
+    build_store(path, [run_spec("r1", "m", ("joy", "texts"), (0.5, 0.5), 20, seed=8)])
+    with pytest.raises(InputError, match="label 'texts' has the same name as a summary column"):
+        summarize(path, request=SummaryRequest(by=("language",)))

@@ -145,10 +145,11 @@ def query(
 ) -> None:
     """Run read-only SQL over the database (writes and file access are refused) and print the result."""
     from ..analytics import run_query
-    from ..render import QUERY_FORMATS, emit, resolve_format
+    from ..render import MAX_TABLE_ROWS, QUERY_FORMATS, emit, resolve_format
 
     output_format = resolve_format(fmt, out, QUERY_FORMATS)
-    emit(run_query(db, sql), output_format, out, out_console, err_console)
+    max_rows = MAX_TABLE_ROWS if output_format == "table" and out is None else None
+    emit(run_query(db, sql, max_rows), output_format, out, out_console, err_console)
 
 
 def _check_plot(plot: Optional[Path]) -> None:
