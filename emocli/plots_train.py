@@ -18,14 +18,14 @@ def plot_history(history: list[dict], path: Path) -> Path:
     loss_ax = axes[0][0]
     for label in labels:
         loss_ax.plot(epochs, [r["class_loss"][label] for r in history], marker="o", label=label)
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], color="black", linewidth=2, label="all")
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], color="black", linewidth=2, marker="s", label="all")
     loss_ax.set(title="train loss per class", xlabel="epoch", ylabel="loss")
     loss_ax.legend(fontsize=8)
     if has_dev:
         f1_ax = axes[0][1]
         for label in history[0]["dev_f1"]:
             f1_ax.plot(epochs, [r["dev_f1"].get(label, float("nan")) for r in history], marker="o", label=label)
-        f1_ax.plot(epochs, [r["dev_macro_f1"] for r in history], color="black", linewidth=2, label="macro")
+        f1_ax.plot(epochs, [r["dev_macro_f1"] for r in history], color="black", linewidth=2, marker="s", label="macro")
         f1_ax.set(title="dev F1 per class", xlabel="epoch", ylabel="F1", ylim=(0, 1))
         f1_ax.legend(fontsize=8)
     figure.tight_layout()

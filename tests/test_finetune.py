@@ -130,3 +130,13 @@ def test_each_loss_trains_on_tiny_model(tiny_model_dir, brighter, tmp_path, loss
     assert all(np.isfinite(r["train_loss"]) for r in result.history) and len(result.history) >= 1
     again = finetune(config)  # --seed makes it reproducible
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in result.history]
+
+
+def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, brighter, tmp_path, monkeypatch, one_thread):
+    monkeypatch.chdir(tmp_path)
+    subset(brighter / "train" / "eng.csv", tmp_path / "train.csv", 40)
+    result = cli(["finetune", "--base", tiny_model_dir, "--max-steps", "2", "--thresholds", "fixed", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert "train.csv" in result.stderr  # says which file it found
+    meta = json.loads((tmp_path / "emocli-model" / "emocli.json").read_text())
+    assert meta["thresholds"] == [0.5] * 5 and "dev F1" not in result.stdout
