@@ -154,10 +154,10 @@ def _read_labelled_file(path: Path, spec: DataSpec) -> _RawFile:
     )
 
 
-def _union_labels(raw_files: list[_RawFile], spec: DataSpec) -> list[str]:
+def _union_labels(raw_files: list[_RawFile], spec: DataSpec, allow_missing: bool = False) -> list[str]:
     if spec.labels is not None:
         missing = [label for label in spec.labels if not any(label in raw.labels for raw in raw_files)]
-        if missing:
+        if missing and (not allow_missing or len(missing) == len(spec.labels)):
             raise InputError(f"label column(s) {', '.join(missing)} not found in any of "
                              f"{', '.join(str(raw.path) for raw in raw_files)}")
         return list(spec.labels)
@@ -194,7 +194,7 @@ def load_labelled(inputs: list[str] | tuple[str, ...], spec: DataSpec = DataSpec
     if labels is not None:
         spec = DataSpec(spec.text_col, spec.id_col, tuple(labels), spec.drop_empty_labels)
     raw_files = [_read_labelled_file(path, spec) for path in paths]
-    label_names = _union_labels(raw_files, spec)
+    label_names = _union_labels(raw_files, spec, allow_missing=labels is not None)
     targets, mask = _stack(raw_files, label_names)
     data = LabelledData(
         texts=[text for raw in raw_files for text in raw.texts],

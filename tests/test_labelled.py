@@ -78,3 +78,11 @@ def test_finetune_without_data_names_the_flag(cli, tmp_path, monkeypatch):
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--train FILE" in lines[0]
+
+
+def test_fixed_label_set_masks_labels_no_file_has(brighter, tmp_path):
+    afr = write_subset(brighter / "dev" / "afr.csv", tmp_path / "afr.csv", 30)
+    data = load_labelled([str(afr)], labels=("anger", "fear", "joy", "sadness", "surprise"))
+    assert data.labels[-1] == "surprise" and not data.mask[:, -1].any() and data.mask[:, :-1].all()
+    with pytest.raises(InputError, match="no label columns found"):
+        load_labelled([str(afr)], labels=("love", "trust"))
