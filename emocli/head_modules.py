@@ -126,6 +126,9 @@ class EncoderWithHead(nn.Module):
         self.encoder = encoder
         self.head = head
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_hidden_states=False,
                 **_):
         if attention_mask is None:
@@ -142,6 +145,9 @@ class SmallClassifier(nn.Module):
         super().__init__()
         self.embeddings = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_token_id)
         self.block = ConvBiLstmAttention(embedding_dim, num_labels, **block)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, output_hidden_states=False,
                 **_):

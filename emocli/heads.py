@@ -29,21 +29,10 @@ ARCHS = ("transformer", "small")
 CUSTOM_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small", "stack")
 
 
-@dataclass(frozen=True)
-class ArchConfig:
-    """Everything needed to rebuild a custom module before loading its weights (saved as config.json)."""
+class LabelledConfig:
+    """What transformers-style code reads from `module.config`: num_labels, id2label, label2id, problem_type."""
 
-    architecture: str  # "cnn-bilstm-attn" | "label-attention" | "small"
     labels: tuple[str, ...]
-    input_dim: int  # the encoder's hidden size, or the small model's embedding size
-    kernel_sizes: tuple[int, ...] = (2, 3, 4)
-    conv_channels: int = 128
-    lstm_hidden: int = 128
-    dropout: float = 0.1
-    vocab_size: int = 0  # small model only
-    pad_token_id: int = 0  # small model only
-    encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's transformers config (heads only)
-
     problem_type = "multi_label_classification"
 
     @property
@@ -57,6 +46,22 @@ class ArchConfig:
     @property
     def label2id(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
+
+
+@dataclass(frozen=True)
+class ArchConfig(LabelledConfig):
+    """Everything needed to rebuild a custom module before loading its weights (saved as config.json)."""
+
+    architecture: str  # "cnn-bilstm-attn" | "label-attention" | "small"
+    labels: tuple[str, ...]
+    input_dim: int  # the encoder's hidden size, or the small model's embedding size
+    kernel_sizes: tuple[int, ...] = (2, 3, 4)
+    conv_channels: int = 128
+    lstm_hidden: int = 128
+    dropout: float = 0.1
+    vocab_size: int = 0  # small model only
+    pad_token_id: int = 0  # small model only
+    encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's transformers config (heads only)
 
     def to_json(self) -> dict[str, Any]:
         # no "model_type": plain transformers refuses this directory instead of loading it half-initialised

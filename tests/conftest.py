@@ -68,6 +68,17 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Several test runs share 2 cores: one torch thread each avoids OpenMP spin-waiting (often 10x faster)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def cli():
     """Run emocli in-process: cli(["tag", ...]) -> click Result (exit_code, stdout, stderr)."""
     from emocli.cli import app

@@ -19,13 +19,7 @@ CHOICES = {"cnn-bilstm-attn": ("transformer", "cnn-bilstm-attn"),
 TEXTS = ["I am furious about this!", "ok", "The storm at night scared me, and then the sun came out again."]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Several test runs share 2 cores: one thread each avoids OpenMP spin-waiting (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build(name, base):
