@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import DEFAULT_DB, DEFAULT_TABLE
 from .errors import InputError, StoreError
+from .store import quote as quote_ident  # identifiers from users are always double-quoted
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,11 +33,6 @@ MAX_LISTED = 30
 
 # --------------------------------------------------------------------------------------------------
 # identifiers and parameters
-
-
-def quote_ident(name: str) -> str:
-    """A SQL identifier, double-quoted so any name (spaces, keywords, quotes) is read as a name."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def listing(names: Sequence[str]) -> str:
