@@ -58,7 +58,8 @@ def _heatmap(frame: Frame, path: Path) -> Path:
     matrix = np.array([[np.nan if row[i] is None else float(row[i]) for i in value_index] for row in rows])
     names = [_row_label([row[i] for i in group_index]) or "all" for row in rows]
     fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 3, 0.38 * len(rows) + 2))
-    vmax = 1.0 if frame.value_kind in ("share", "score") else max(np.nanmax(matrix), 1.0)
+    finite = matrix[np.isfinite(matrix)]
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0  # the strongest cell is darkest
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="YlOrRd", vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), names)

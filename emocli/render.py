@@ -101,17 +101,13 @@ def lift_colour(lift: float) -> str:
 
 
 def _column_scales(frame: Frame) -> dict[str, float]:
-    """The value that maps to full colour: 1 for shares and scores, the column maximum for counts."""
-    scales = {}
-    for name in frame.value_columns:
-        if name not in frame.columns:
-            continue
-        if frame.value_kind in ("share", "score"):
-            scales[name] = 1.0
-        else:
-            values = [v for v in frame.column(name) if isinstance(v, (int, float))]
-            scales[name] = float(max(values)) if values and max(values) > 0 else 1.0
-    return scales
+    """The value that maps to full colour: the largest label value in the whole table, so the strongest
+    cell is red and label columns stay comparable with each other."""
+    columns = [name for name in frame.value_columns if name in frame.columns]
+    values = [v for name in columns for v in frame.column(name)
+              if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    top = float(max(values)) if values and max(values) > 0 else 1.0
+    return {name: top for name in columns}
 
 
 def _cell_kind(frame: Frame, column: str) -> str:
