@@ -83,6 +83,8 @@ def tag_command(
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     quantize: bool = typer.Option(False, "--quantize",
                                   help="CPU: dynamic int8 Linear layers (faster; scores within 0.03 of fp32)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="CPU threads for the model [default: all cores]."),
     window_rows: int = typer.Option(32768, "--window-rows", min=1,
                                     help="Rows sorted by length and committed together."),
     resume: bool = typer.Option(True, "--resume/--overwrite",
@@ -102,7 +104,7 @@ def tag_command(
         inputs=tuple(inputs), model=model, db=db, table=table, text_col=text_col, id_col=id_col,
         keep=_split_keep(keep), keep_text=keep_text, limit=limit, overwrite=not resume,
         engine=EngineConfig(device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
-                            window_rows=window_rows, quantize=quantize),
+                            window_rows=window_rows, quantize=quantize, threads=threads),
     )
     summary = tag(config, RichProgress(quiet or as_json))
     if not quiet:
