@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import InputError, StoreError
 from .model import EmotionModel
-from .store import quote
+from .store import check_table_name, quote
 
 METHODS = ("lime", "integrated-gradients")
 METHOD_ALIASES = {"ig": "integrated-gradients", "integrated_gradients": "integrated-gradients"}
@@ -409,10 +409,14 @@ def explain_text(model: EmotionModel, text: str, labels: Sequence[str] | None = 
             model, encoded, label_indices, steps=steps, baseline=baseline, rule=rule, batch_size=min(batch_size, 32))
     words = tuple(Word(text[s:e], s, e, len(p)) for (s, e), p in zip(spans, encoded.word_tokens))
     thresholds = model.info.thresholds
+    if model.info.task == "single_label":
+        predicted = [i == int(np.argmax(full_scores)) for i in range(len(model.labels))]
+    else:
+        predicted = [bool(full_scores[i] >= t) for i, t in enumerate(thresholds)]
     results = tuple(
         LabelExplanation(
             label=model.labels[index], score=float(scores[j]), baseline_score=float(base_scores[j]),
-            threshold=float(thresholds[index]), predicted=bool(full_scores[index] >= thresholds[index]),
+            threshold=float(thresholds[index]), predicted=predicted[index],
             contributions=tuple(float(c) for c in contributions[j]), diagnostics=diagnostics[j])
         for j, index in enumerate(label_indices))
     return Explanation(text, method, words, results, encoded.truncated, params, key)
@@ -541,6 +545,7 @@ def top_texts(db: Path, label: str, *, by: str | None = None, k: int = 200, tabl
     """The k highest-scoring texts for `label` in each group of `by` (or overall), read from the store."""
     if k < 1:
         raise InputError("-k must be at least 1")
+    check_table_name(table)
     with open_store(db) as con:
         columns = _table_columns(con, table)
         if not columns:

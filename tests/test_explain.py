@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,11 @@ def trigger_model(trigger_model_dir):
     return load_model(trigger_model_dir)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
 def one_error_line(result) -> str:
     assert result.exit_code != 0
     assert "Traceback" not in result.stderr
@@ -143,6 +149,34 @@ def test_integrated_gradients_completeness(trigger_model):
     for rule in ("trapezoid", "gauss-legendre"):
         alphas, weights = path_points(16, rule)
         assert weights.sum() == pytest.approx(1.0) and alphas.min() >= 0 and alphas.max() <= 1
+
+
+@pytest.mark.parametrize("method", ["lime", "integrated-gradients"])
+def test_single_label_models_explain_the_softmax(trigger_model, method):
+    softmax_model = replace(trigger_model, info=replace(trigger_model.info, task="single_label"))
+    explanation = explain_text(softmax_model, TEXTS[2], method=method, samples=300)
+    (item,) = explanation.labels  # single-label: the argmax
+    assert item.label == "anger" and explanation.top_word("anger") == "furious"
+    if method == "integrated-gradients":
+        assert item.diagnostics["completeness_gap"] <= IG_RELATIVE_TOLERANCE * abs(item.score - item.baseline_score)
+
+
+@pytest.mark.parametrize("arch, head", [("transformer", "label-attention"), ("transformer", "cnn-bilstm-attn"),
+                                        ("small", None)])
+def test_custom_architectures_are_explained(arch, head, tiny_model_dir, tmp_path):
+    """Heads and the small model load through emocli (not transformers); both methods work on them."""
+    from emocli import heads
+    from emocli.model import ModelInfo, save_model
+
+    tokenizer, module = heads.build_model(arch, head, tiny_model_dir, LABELS)
+    info = ModelInfo(LABELS, (0.5,) * len(LABELS), max_length=32, architecture=heads.architecture_name(arch, head))
+    model = load_model(save_model(tmp_path / "custom", module.eval(), tokenizer, info))
+    ig = explain_text(model, TEXTS[0], ["anger", "joy"], method="integrated-gradients")
+    for item in ig.labels:
+        assert item.diagnostics["completeness_gap"] <= max(IG_RELATIVE_TOLERANCE * abs(item.score - item.baseline_score),
+                                                           1e-4)
+    lime = explain_text(model, TEXTS[0], ["anger"], samples=50)
+    assert len(lime.label("anger").contributions) == len(lime.words) == 11
 
 
 def test_lime_is_reproducible_with_a_seed(trigger_model):
@@ -319,6 +353,24 @@ def test_corpus_explain_errors(cli, store, trigger_model, trigger_model_dir, tmp
     assert "no rows of run 'run-9'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--run", "run-9"]))
     assert "database file not found" in one_error_line(cli(["explain", "--db", tmp_path / "x.duckdb", "-l", "anger"]))
     assert "exactly one --label" in one_error_line(cli(["explain", "--db", store]))
+
+
+def test_corpus_explain_over_a_store_written_by_tag(cli, trigger_model, trigger_model_dir, tmp_path):
+    words = _filler_words(trigger_model.tokenizer)
+    lines = ["id,language,text"]
+    for language, seed in (("eng", 3), ("deu", 4)):
+        texts, _ = synthetic_texts(words, 40, random.Random(seed))
+        lines += [f"{language}{n},{language},{text}" for n, text in enumerate(texts)]
+    posts = tmp_path / "posts.csv"
+    posts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    db = tmp_path / "emotions.duckdb"
+    tagged = cli(["tag", posts, "--model", trigger_model_dir, "--db", db, "--keep-text", "--device", "cpu", "--quiet"])
+    assert tagged.exit_code == 0, tagged.stderr
+    result = cli(["explain", "--db", db, "--label", "anger", "--by", "language", "-k", "10", "--json"])
+    assert result.exit_code == 0, result.stderr
+    groups = json.loads(result.stdout)["groups"]
+    assert sorted(g["group"] for g in groups) == ["deu", "eng"]
+    assert all(g["words"][0]["word"] == "furious" for g in groups)
 
 
 def test_explain_help_imports_no_torch():
