@@ -123,11 +123,12 @@ def _cell_kind(frame: Frame, column: str) -> str:
 
 
 def rich_table(frame: Frame, max_rows: int = MAX_TABLE_ROWS) -> Table:
-    table = Table(title=frame.title or None, show_lines=False, header_style="bold", title_style="bold")
+    # user-named columns and values are Text, never parsed as Rich markup
+    table = Table(title=Text(frame.title) if frame.title else None, header_style="bold", title_style="bold")
     scales = _column_scales(frame)
     for column in frame.columns:
         numeric = _cell_kind(frame, column) != "none" or _is_numeric_column(frame, column)
-        table.add_column(column, justify="right" if numeric else "left",
+        table.add_column(Text(column), justify="right" if numeric else "left",
                          style="cyan" if column in frame.group_columns else None,
                          overflow="fold" if column == "text" else "ellipsis",
                          max_width=80 if column == "text" else None)
@@ -214,7 +215,7 @@ _TEXT_WRITERS = {"csv": write_csv, "json": write_json, "markdown": write_markdow
 def emit(frame: Frame, fmt: str, out: Path | None, console: Console, err_console: Console) -> None:
     """The frame in the chosen format on stdout (a coloured table on a terminal) or in --out."""
     for note in frame.notes:
-        err_console.print(f"[dim]{note}[/]")
+        err_console.print(Text(note, style="dim"))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
@@ -222,7 +223,7 @@ def emit(frame: Frame, fmt: str, out: Path | None, console: Console, err_console
         else:
             with open(out, "w", encoding="utf-8", newline="") as handle:
                 _TEXT_WRITERS[fmt](frame, handle)
-        err_console.print(f"wrote {len(frame.rows):,} rows to {out}")
+        err_console.print(Text(f"wrote {len(frame.rows):,} rows to {out}"))
         return
     if fmt == "table":
         if not frame.rows:
@@ -256,11 +257,11 @@ def cooccur_tables(frame: Frame) -> list[Table]:
         cells = {(row[index["label_a"]], row[index["label_b"]]): row for row in rows}
         texts = rows[0][index["texts"]]
         where = ", ".join(f"{k}={format_cell(v)}" for k, v in zip(keys, key))
-        table = Table(title=f"co-occurrence{' ' + where if where else ''} ({texts:,} texts): count / lift",
+        table = Table(title=Text(f"co-occurrence{' ' + where if where else ''} ({texts:,} texts): count / lift"),
                       header_style="bold", title_style="bold")
         table.add_column("", style="cyan")
         for label in labels:
-            table.add_column(label, justify="right", no_wrap=True)
+            table.add_column(Text(label), justify="right", no_wrap=True)
         for a in labels:
             line = [Text(a)]
             for b in labels:

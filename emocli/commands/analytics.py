@@ -80,7 +80,7 @@ def summarize(
     if plot is not None:
         from ..plots import summary_plot
 
-        err_console.print(f"plot written to {summary_plot(frame, plot)}")
+        err_console.print(f"plot written to {summary_plot(frame, plot)}", markup=False)
 
 
 def cooccur(
@@ -113,7 +113,7 @@ def cooccur(
     if plot is not None:
         from ..plots import cooccur_plot
 
-        err_console.print(f"plot written to {cooccur_plot(frame, plot)}")
+        err_console.print(f"plot written to {cooccur_plot(frame, plot)}", markup=False)
 
 
 def examples(
