@@ -225,3 +225,18 @@ def test_tag_then_summarize_end_to_end(cli, brighter, tiny_model_dir, tmp_path):
     assert len(shown) == 6 and {r["text"] for r in shown} <= set(data["text"])
     top_eng = stored.filter(pl.col("language") == "eng").sort("joy", descending=True)["text"][0]
     assert next(r for r in shown if r["language"] == "eng" and r["rank"] == 1)["text"] == top_eng
+
+
+def test_values_that_look_like_rich_markup_are_printed_as_is(cli, tmp_path):
+    import duckdb
+
+    db = tmp_path / "markup.duckdb"
+    build_store(db, [run_spec("[bold]r1[/]", "[red]m", ENG, ENG_THRESHOLDS, 30, seed=1)])
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE scores SET language = '[/bold]' WHERE id % 2 = 0")
+    con.close()
+    for args in (["summarize", "--by", "language"], ["cooccur", "--by", "language"],
+                 ["examples", "--label", "joy", "--run", "[bold]r1[/]", "-k", "1"]):
+        result = cli(args + ["--db", db])
+        assert result.exit_code == 0, result.output
+        assert "[/bold]" in result.stdout or "[bold]r1[/]" in result.stdout
