@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 METRICS = ("prevalence", "mean", "count")
 TIME_BUCKETS = ("hour", "day", "week", "month", "quarter", "year")
-TIME_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")
 RUNS_TABLE = "runs"
 MODEL_COLUMN = "model"
 STAT_COLUMNS = ("texts", "skipped")
@@ -510,6 +509,10 @@ class GroupBy:
     column: str
     bucket: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.bucket is not None and self.bucket not in TIME_BUCKETS:  # it is spliced into SQL below
+            raise InputError(f"unknown time bucket {self.bucket!r}; use one of {', '.join(TIME_BUCKETS)}")
+
     @property
     def alias(self) -> str:
         return f"{self.bucket}:{self.column}" if self.bucket else self.column
@@ -538,8 +541,7 @@ def parse_group_by(text: str, columns: dict[str, str]) -> GroupBy:
         if not (dtype.startswith(("DATE", "TIMESTAMP")) or dtype == "VARCHAR"):
             raise InputError(f"--by {text}: column {column!r} is {dtype}, not a date or timestamp")
         return GroupBy(column, bucket)
-    check_column(text, list(columns), where="--by")
-    raise AssertionError("unreachable")
+    return GroupBy(check_column(text, list(columns), where="--by"))
 
 
 def parse_group_bys(texts: Sequence[str], columns: dict[str, str]) -> tuple[GroupBy, ...]:
