@@ -386,27 +386,59 @@ def _chosen_labels(model: EmotionModel, scores: np.ndarray, labels: list[str] | 
     return predicted
 
 
+@dataclass(frozen=True)
+class ExplainConfig:
+    """How to attribute: the method and its knobs (LIME: samples, seed, perturb; IG: steps, baseline, rule)."""
+
+    method: str = "lime"
+    samples: int = DEFAULT_SAMPLES
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    baseline: str = "pad"  # IG: word tokens become [PAD] ("pad") or [MASK] ("mask")
+    perturb: str = "remove"  # LIME: a removed word's tokens are dropped ("remove") or become [MASK] ("mask")
+    rule: str = "trapezoid"  # IG quadrature: trapezoid (steps + 1 points) or gauss-legendre (steps points)
+    batch_size: int = 64
+
+    def __post_init__(self):
+        object.__setattr__(self, "method", normalize_method(self.method))
+        if self.method == "lime" and self.samples < 2:
+            raise InputError("--samples must be at least 2")
+        if self.steps < 1:
+            raise InputError("--steps must be at least 1")
+        if self.baseline not in ("pad", "mask") or self.perturb not in ("remove", "mask"):
+            raise InputError("baseline must be pad or mask, perturb remove or mask")
+
+    def params(self) -> dict[str, Any]:
+        if self.method == "lime":
+            return {"samples": self.samples, "seed": self.seed, "perturb": self.perturb,
+                    "kernel_width": LIME_KERNEL_WIDTH}
+        return {"steps": self.steps, "baseline": self.baseline, "rule": self.rule}
+
+
 def explain_text(model: EmotionModel, text: str, labels: Sequence[str] | None = None, *, method: str = "lime",
                  samples: int = DEFAULT_SAMPLES, seed: int = 0, steps: int = DEFAULT_STEPS, baseline: str = "pad",
                  perturb: str = "remove", rule: str = "trapezoid", batch_size: int = 64,
                  key: str | None = None) -> Explanation:
     """Each word's contribution to each chosen label's score (predicted labels unless `labels` is given)."""
-    method = normalize_method(method)
+    config = ExplainConfig(method, samples, steps, seed, baseline, perturb, rule, batch_size)
+    return explain_with(model, text, labels, config, key=key)
+
+
+def explain_with(model: EmotionModel, text: str, labels: Sequence[str] | None, config: ExplainConfig, *,
+                 key: str | None = None) -> Explanation:
     label_names = check_labels(model, labels)
     spans = word_spans(text)
     encoded = _encode(model, text, spans)
     full_scores = score_token_ids(model, [encoded.input_ids])[0]
     label_indices = _chosen_labels(model, full_scores, label_names)
-    if method == "lime":
-        if samples < 2:
-            raise InputError("--samples must be at least 2")
-        params = {"samples": samples, "seed": seed, "perturb": perturb, "kernel_width": LIME_KERNEL_WIDTH}
+    if config.method == "lime":
         contributions, scores, base_scores, diagnostics = _lime(
-            model, encoded, label_indices, samples=samples, seed=seed, perturb=perturb, batch_size=batch_size)
+            model, encoded, label_indices, samples=config.samples, seed=config.seed, perturb=config.perturb,
+            batch_size=config.batch_size)
     else:
-        params = {"steps": steps, "baseline": baseline, "rule": rule}
         contributions, scores, base_scores, diagnostics = _integrated_gradients(
-            model, encoded, label_indices, steps=steps, baseline=baseline, rule=rule, batch_size=min(batch_size, 32))
+            model, encoded, label_indices, steps=config.steps, baseline=config.baseline, rule=config.rule,
+            batch_size=min(config.batch_size, 32))
     words = tuple(Word(text[s:e], s, e, len(p)) for (s, e), p in zip(spans, encoded.word_tokens))
     thresholds = model.info.thresholds
     if model.info.task == "single_label":
@@ -419,7 +451,7 @@ def explain_text(model: EmotionModel, text: str, labels: Sequence[str] | None = 
             threshold=float(thresholds[index]), predicted=predicted[index],
             contributions=tuple(float(c) for c in contributions[j]), diagnostics=diagnostics[j])
         for j, index in enumerate(label_indices))
-    return Explanation(text, method, words, results, encoded.truncated, params, key)
+    return Explanation(text, config.method, words, results, encoded.truncated, config.params(), key)
 
 
 # --------------------------------------------------------------------------------------------- HTML
@@ -480,6 +512,31 @@ def explanations_html(explanations: Sequence[Explanation], model_name: str) -> s
 
 
 @dataclass(frozen=True)
+class CorpusConfig:
+    """Which stored texts to explain and how to aggregate their words."""
+
+    label: str
+    by: str | None = None
+    k: int = 200
+    table: str = "scores"
+    run: str | None = None
+    id_col: str = "id"
+    min_count: int = 3
+    top: int = 15
+    rank: str = "mean"  # mean: mean contribution per occurrence; total: summed over occurrences
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise InputError("-k must be at least 1")
+        if self.rank not in RANKINGS:
+            raise InputError(f"unknown --rank {self.rank!r}: choose mean or total")
+        check_table_name(self.table)
+
+
+RANKINGS = ("mean", "total")
+
+
+@dataclass(frozen=True)
 class StoreText:
     group: Any
     key: str
@@ -491,6 +548,7 @@ class StoreText:
 class WordDriver:
     word: str
     mean_contribution: float
+    total_contribution: float
     occurrences: int
     texts: int
 
@@ -505,16 +563,15 @@ class GroupDrivers:
 
 @dataclass(frozen=True)
 class CorpusExplanation:
-    label: str
+    corpus: CorpusConfig
     method: str
-    by: str | None
-    k: int
-    min_count: int
     groups: tuple[GroupDrivers, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        c = self.corpus
         return {
-            "label": self.label, "method": self.method, "by": self.by, "k": self.k, "min_count": self.min_count,
+            "label": c.label, "method": self.method, "by": c.by, "k": c.k, "table": c.table, "run": c.run,
+            "min_count": c.min_count, "rank": c.rank,
             "groups": [{"group": g.group, "n_texts": g.n_texts, "mean_score": g.mean_score,
                         "words": [vars(w) for w in g.words]} for g in self.groups],
         }
@@ -540,12 +597,9 @@ def open_store(db: Path):
     return duckdb.connect(str(db), read_only=True)
 
 
-def top_texts(db: Path, label: str, *, by: str | None = None, k: int = 200, table: str = "scores",
-              run: str | None = None, id_col: str = "id") -> list[StoreText]:
-    """The k highest-scoring texts for `label` in each group of `by` (or overall), read from the store."""
-    if k < 1:
-        raise InputError("-k must be at least 1")
-    check_table_name(table)
+def top_texts(db: Path, corpus: CorpusConfig) -> list[StoreText]:
+    """The k highest-scoring texts for the label in each group of `by` (or overall), read from the store."""
+    table, label, by, run = corpus.table, corpus.label, corpus.by, corpus.run
     with open_store(db) as con:
         columns = _table_columns(con, table)
         if not columns:
@@ -558,7 +612,7 @@ def top_texts(db: Path, label: str, *, by: str | None = None, k: int = 200, tabl
             _require_column(columns, "run_id", db, table)
             if not con.execute(f"SELECT 1 FROM {quote(table)} WHERE run_id = ? LIMIT 1", [run]).fetchone():
                 raise StoreError(f"{db}: no rows of run {run!r} in table {table!r}")
-        key = quote(id_col) if id_col in columns else "NULL"
+        key = quote(corpus.id_col) if corpus.id_col in columns else "NULL"
         group = quote(by) if by is not None else "NULL"
         score = quote(label)
         run_filter = "AND run_id = ?" if run is not None else ""
@@ -566,26 +620,27 @@ def top_texts(db: Path, label: str, *, by: str | None = None, k: int = 200, tabl
                f"FROM {quote(table)} WHERE {score} IS NOT NULL AND text IS NOT NULL {run_filter} "
                f"QUALIFY row_number() OVER (PARTITION BY {group} ORDER BY {score} DESC, key) <= ? "
                f"ORDER BY grp NULLS LAST, score DESC")
-        rows = con.execute(sql, ([run] if run is not None else []) + [k]).fetchall()
+        rows = con.execute(sql, ([run] if run is not None else []) + [corpus.k]).fetchall()
     return [StoreText(grp, key, text, float(score)) for grp, key, text, score in rows]
 
 
-def store_model_ref(db: Path, label: str, *, table: str = "scores", run: str | None = None) -> str | None:
-    """The model of the latest run that wrote `label` into `table` (or of `run`), from the `runs` table."""
+def store_model_ref(db: Path, corpus: CorpusConfig) -> str | None:
+    """The model of the latest run that wrote the label into the table (or of --run), from the `runs` table."""
     with open_store(db) as con:
         runs = _table_columns(con, "runs")
         if not {"run_id", "model", "labels", "table_name"} <= set(runs):
             return None
         sql = ("SELECT model FROM runs WHERE table_name = ? AND list_contains(labels, ?) "
-               + ("AND run_id = ? " if run is not None else "")
+               + ("AND run_id = ? " if corpus.run is not None else "")
                + ("ORDER BY started_at DESC NULLS LAST " if "started_at" in runs else "") + "LIMIT 1")
-        row = con.execute(sql, [table, label] + ([run] if run is not None else [])).fetchone()
+        params = [corpus.table, corpus.label] + ([corpus.run] if corpus.run is not None else [])
+        row = con.execute(sql, params).fetchone()
     return row[0] if row and row[0] else None
 
 
-def aggregate_drivers(explanations: Sequence[Explanation], label: str, *, min_count: int = 3,
-                      top: int = 15) -> tuple[WordDriver, ...]:
-    """Mean contribution per (lower-cased) word over its occurrences; punctuation and rarer words left out."""
+def aggregate_drivers(explanations: Sequence[Explanation], label: str, *, min_count: int = 3, top: int = 15,
+                      rank: str = "mean") -> tuple[WordDriver, ...]:
+    """Contribution per (lower-cased) word over its occurrences; punctuation and rarer words left out."""
     values: dict[str, list[float]] = defaultdict(list)
     texts: dict[str, int] = defaultdict(int)
     for explanation in explanations:
@@ -599,19 +654,17 @@ def aggregate_drivers(explanations: Sequence[Explanation], label: str, *, min_co
             seen.add(name)
         for name in seen:
             texts[name] += 1
-    drivers = [WordDriver(name, float(np.mean(vals)), len(vals), texts[name])
+    drivers = [WordDriver(name, float(np.mean(vals)), float(np.sum(vals)), len(vals), texts[name])
                for name, vals in values.items() if len(vals) >= min_count]
-    drivers.sort(key=lambda d: (-d.mean_contribution, d.word))
+    by_total = rank == "total"
+    drivers.sort(key=lambda d: (-(d.total_contribution if by_total else d.mean_contribution), d.word))
     return tuple(drivers[:top])
 
 
-def explain_corpus(model: EmotionModel, rows: Sequence[StoreText], label: str, *, method: str = "lime",
-                   samples: int = 64, steps: int = 16, seed: int = 0, min_count: int = 3, top: int = 15,
-                   by: str | None = None, k: int = 200,
+def explain_corpus(model: EmotionModel, rows: Sequence[StoreText], corpus: CorpusConfig, config: ExplainConfig,
                    on_text: Callable[[], None] | None = None) -> CorpusExplanation:
-    """Explain `label` on each stored text and aggregate word contributions per group."""
-    method = normalize_method(method)
-    check_labels(model, [label])
+    """Explain the label on each stored text and aggregate word contributions per group."""
+    check_labels(model, [corpus.label])
     grouped: dict[Any, list[StoreText]] = {}
     for row in rows:
         grouped.setdefault(row.group, []).append(row)
@@ -619,23 +672,25 @@ def explain_corpus(model: EmotionModel, rows: Sequence[StoreText], label: str, *
     for group, members in grouped.items():
         explanations = []
         for row in members:
-            explanations.append(explain_text(model, row.text, [label], method=method, samples=samples, seed=seed,
-                                             steps=steps, key=row.key))
+            explanations.append(explain_with(model, row.text, [corpus.label], config, key=row.key))
             if on_text is not None:
                 on_text()
-        groups.append(GroupDrivers(group, len(members), float(np.mean([r.score for r in members])),
-                                   aggregate_drivers(explanations, label, min_count=min_count, top=top)))
-    return CorpusExplanation(label, method, by, k, min_count, tuple(groups))
+        drivers = aggregate_drivers(explanations, corpus.label, min_count=corpus.min_count, top=corpus.top,
+                                    rank=corpus.rank)
+        groups.append(GroupDrivers(group, len(members), float(np.mean([r.score for r in members])), drivers))
+    return CorpusExplanation(corpus, config.method, tuple(groups))
 
 
 def corpus_html(result: CorpusExplanation, model_name: str) -> str:
-    sections = []
+    corpus, sections = result.corpus, []
     for group in result.groups:
-        title = "all texts" if result.by is None else f"{result.by} = {group.group}"
+        title = "all texts" if corpus.by is None else f"{corpus.by} = {group.group}"
         rows = "".join(f"<tr><td>{html.escape(w.word)}</td><td>{w.mean_contribution:+.4f}</td>"
-                       f"<td>{w.occurrences}</td><td>{w.texts}</td></tr>" for w in group.words)
-        sections.append(f"<section><b>{html.escape(title)}</b> · {group.n_texts} texts, mean {result.label} "
-                        f"score {group.mean_score:.3f}<table><tr><th>word</th><th>mean contribution</th>"
-                        f"<th>occurrences</th><th>texts</th></tr>{rows}</table></section>")
-    return html_page(f"What drives {result.label}", "".join(sections),
-                     f"model {model_name} · method {result.method} · top {result.k} texts per group")
+                       f"<td>{w.total_contribution:+.3f}</td><td>{w.occurrences}</td><td>{w.texts}</td></tr>"
+                       for w in group.words)
+        sections.append(f"<section><b>{html.escape(title)}</b> · {group.n_texts} texts, mean "
+                        f"{html.escape(corpus.label)} score {group.mean_score:.3f}<table><tr><th>word</th>"
+                        f"<th>mean contribution</th><th>total</th><th>occurrences</th><th>texts</th></tr>{rows}"
+                        "</table></section>")
+    return html_page(f"What drives {corpus.label}", "".join(sections),
+                     f"model {model_name} · method {result.method} · top {corpus.k} texts per group")

@@ -279,6 +279,8 @@ def test_cli_error_lines(cli, trigger_model_dir, tmp_path):
     assert "not a directory, a registry name" in one_error_line(cli(["explain", "-m", tmp_path / "nope", "x"]))
     assert "unknown method" in one_error_line(cli(["explain", "-m", trigger_model_dir, "--method", "shap", "x"]))
     assert "give texts" in one_error_line(cli(["explain", "-m", trigger_model_dir]))
+    assert "--samples must be at least 2" in one_error_line(cli(["explain", "-m", trigger_model_dir, "--samples", "1",
+                                                                 "x"]))
 
 
 # --------------------------------------------------------------------------------------- corpus level
@@ -332,6 +334,13 @@ def test_corpus_explain_finds_the_trigger_per_group(cli, store):
         top = group["words"][0]
         assert top["word"] == "furious" and top["texts"] == 20 and top["occurrences"] >= 20
         assert all(w["occurrences"] >= 3 for w in group["words"])
+        assert top["total_contribution"] == pytest.approx(top["mean_contribution"] * top["occurrences"])
+    by_total = cli(["explain", "--db", store, "--label", "anger", "-k", "20", "--rank", "total", "--min-count", "1",
+                    "--json"])
+    words = json.loads(by_total.stdout)["groups"][0]["words"]
+    assert words[0]["word"] == "furious" and len({w["word"] for w in words}) == len(words)
+    totals = [w["total_contribution"] for w in words]
+    assert totals == sorted(totals, reverse=True)
 
 
 def test_corpus_explain_with_lime_and_terminal_output(cli, store, trigger_model_dir):
@@ -353,6 +362,7 @@ def test_corpus_explain_errors(cli, store, trigger_model, trigger_model_dir, tmp
     assert "no rows of run 'run-9'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--run", "run-9"]))
     assert "database file not found" in one_error_line(cli(["explain", "--db", tmp_path / "x.duckdb", "-l", "anger"]))
     assert "exactly one --label" in one_error_line(cli(["explain", "--db", store]))
+    assert "unknown --rank 'best'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--rank", "best"]))
 
 
 def test_corpus_explain_over_a_store_written_by_tag(cli, trigger_model, trigger_model_dir, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -54,6 +55,8 @@ def explain(
     run: Optional[str] = typer.Option(None, "--run", help="With --db: only rows of this run id."),
     min_count: int = typer.Option(3, "--min-count", help="With --db: words seen fewer times are left out."),
     top: int = typer.Option(15, "--top", help="With --db: words listed per group."),
+    rank: str = typer.Option("mean", "--rank", help="With --db: order words by mean contribution per occurrence, "
+                             "or by total (mean x occurrences)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
@@ -70,17 +73,32 @@ def explain(
                          else f"choose one of {' / '.join(modes)}")
     if ids and data is None:
         raise InputError("--id needs --data FILE")
+    output = Output(fmt, out, quiet)
     if db is not None:
-        _explain_store(db, model, labels, method, samples, steps, seed, fmt, out, by, k, table, run, min_count,
-                       top, id_col, device, quiet)
+        from ..explain import CorpusConfig
+
+        if not labels or len(labels) != 1:
+            raise InputError("--db needs exactly one --label (the emotion to explain, e.g. --label anger)")
+        corpus = CorpusConfig(labels[0], by=by, k=k, table=table, run=run, id_col=id_col, min_count=min_count,
+                              top=top, rank=rank)
+        config = _explain_config(method, samples, steps, seed, CORPUS_DEFAULTS)
+        _explain_store(db, model, corpus, config, output, device)
         return
+    config = _explain_config(method, samples, steps, seed, TEXT_DEFAULTS)
     if data is not None:
         if not ids:
             raise InputError("--data needs --id ID (repeatable)")
         rows = read_rows(data, ids, id_col, text_col)
     else:
         rows = [(None, text) for text in texts]
-    _explain_texts(rows, model, labels, method, samples, steps, seed, fmt, out, device, quiet)
+    _explain_texts(rows, model, labels, config, output, device)
+
+
+@dataclass(frozen=True)
+class Output:
+    fmt: str
+    out: Path | None
+    quiet: bool
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -144,35 +162,33 @@ def _progress(total: int, description: str, quiet: bool) -> Iterator[Any]:
         yield lambda: progress.advance(task)
 
 
-def _method_params(method, samples, steps, defaults) -> tuple[str, int, int]:
-    from ..explain import normalize_method
+def _explain_config(method, samples, steps, seed, defaults):
+    from ..explain import ExplainConfig
 
-    return (normalize_method(method or defaults["method"]), samples or defaults["samples"],
-            steps or defaults["steps"])
+    return ExplainConfig(method or defaults["method"], samples=defaults["samples"] if samples is None else samples,
+                         steps=defaults["steps"] if steps is None else steps, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- texts
 
 
-def _explain_texts(rows, model_ref, labels, method, samples, steps, seed, fmt, out, device, quiet) -> None:
-    from ..explain import check_labels, explain_text, explanations_html
+def _explain_texts(rows, model_ref: str | None, labels, config, output: Output, device: str) -> None:
+    from ..explain import check_labels, explain_with, explanations_html
 
-    method, samples, steps = _method_params(method, samples, steps, TEXT_DEFAULTS)
     model, model_name = _load(model_ref, device)
     labels = check_labels(model, labels)
     explanations = []
-    with _progress(len(rows), "explaining", quiet) as advance:
+    with _progress(len(rows), "explaining", output.quiet) as advance:
         for key, text in rows:
-            explanations.append(explain_text(model, text, labels, method=method, samples=samples, seed=seed,
-                                             steps=steps, key=key))
+            explanations.append(explain_with(model, text, labels, config, key=key))
             advance()
-    if fmt == "json":
-        _emit_json({"model": model_name, "method": method,
-                    "explanations": [e.to_dict() for e in explanations]}, out, quiet)
-    elif fmt == "html":
-        _emit_text(explanations_html(explanations, model_name), out, quiet)
+    if output.fmt == "json":
+        _emit_json({"model": model_name, "method": config.method,
+                    "explanations": [e.to_dict() for e in explanations]}, output)
+    elif output.fmt == "html":
+        _emit_text(explanations_html(explanations, model_name), output)
     else:
-        _emit_rich([_rich_explanation(e, n) for n, e in enumerate(explanations, 1)], out, quiet)
+        _emit_rich([_rich_explanation(e, n) for n, e in enumerate(explanations, 1)], output)
 
 
 def _rich_explanation(explanation, number: int):
@@ -232,77 +248,74 @@ def _ranked_line(explanation, item, n: int = 5):
 # ---------------------------------------------------------------------------------------------- store
 
 
-def _explain_store(db, model_ref, labels, method, samples, steps, seed, fmt, out, by, k, table, run, min_count,
-                   top, id_col, device, quiet) -> None:
+def _explain_store(db: Path, model_ref: str | None, corpus, config, output: Output, device: str) -> None:
     from ..explain import corpus_html, explain_corpus, store_model_ref, top_texts
 
-    if not labels or len(labels) != 1:
-        raise InputError("--db needs exactly one --label (the emotion to explain, e.g. --label anger)")
-    label = labels[0]
-    method, samples, steps = _method_params(method, samples, steps, CORPUS_DEFAULTS)
-    rows = top_texts(db, label, by=by, k=k, table=table, run=run, id_col=id_col)
+    rows = top_texts(db, corpus)
     if not rows:
-        raise InputError(f"{db}: no scored texts for {label!r} in table {table!r}" + (f" (run {run})" if run else ""))
+        raise InputError(f"{db}: no scored texts for {corpus.label!r} in table {corpus.table!r}"
+                         + (f" (run {corpus.run})" if corpus.run else ""))
     if model_ref is None:
-        model_ref = store_model_ref(db, label, table=table, run=run)
-        if model_ref is not None and not quiet:
-            err_console.print(f"[dim]model {model_ref} (the run that scored {label}); --model to change[/]")
+        model_ref = store_model_ref(db, corpus)
+        if model_ref is not None and not output.quiet:
+            err_console.print(f"[dim]model {model_ref} (the run that scored {corpus.label}); --model to change[/]")
     model, model_name = _load(model_ref, device)
-    with _progress(len(rows), f"explaining {label}", quiet) as advance:
-        result = explain_corpus(model, rows, label, method=method, samples=samples, steps=steps, seed=seed,
-                                min_count=min_count, top=top, by=by, k=k, on_text=advance)
-    if fmt == "json":
-        _emit_json({"model": model_name, **result.to_dict()}, out, quiet)
-    elif fmt == "html":
-        _emit_text(corpus_html(result, model_name), out, quiet)
+    with _progress(len(rows), f"explaining {corpus.label}", output.quiet) as advance:
+        result = explain_corpus(model, rows, corpus, config, on_text=advance)
+    if output.fmt == "json":
+        _emit_json({"model": model_name, **result.to_dict()}, output)
+    elif output.fmt == "html":
+        _emit_text(corpus_html(result, model_name), output)
     else:
-        _emit_rich([_rich_group(result, group) for group in result.groups], out, quiet)
+        _emit_rich([_rich_group(result, group) for group in result.groups], output)
 
 
 def _rich_group(result, group):
     from rich.table import Table
 
-    where = "" if result.by is None else f" ({result.by} = {group.group})"
-    table = Table(title=f"What drives {result.label}{where}: top {group.n_texts} texts, mean score "
+    corpus = result.corpus
+    where = "" if corpus.by is None else f" ({corpus.by} = {group.group})"
+    table = Table(title=f"What drives {corpus.label}{where}: top {group.n_texts} texts, mean score "
                         f"{group.mean_score:.3f}", title_justify="left")
-    table.add_column("word")
-    table.add_column("mean contribution", justify="right")
-    table.add_column("occurrences", justify="right")
-    table.add_column("texts", justify="right")
+    for column in ("word", "mean contribution", "total", "occurrences", "texts"):
+        table.add_column(column, justify="left" if column == "word" else "right")
     for word in group.words:
         style = "red" if word.mean_contribution > 0 else "blue"
-        table.add_row(word.word, f"[{style}]{word.mean_contribution:+.4f}[/]", str(word.occurrences), str(word.texts))
+        table.add_row(word.word, f"[{style}]{word.mean_contribution:+.4f}[/]", f"{word.total_contribution:+.3f}",
+                      str(word.occurrences), str(word.texts))
     if not group.words:
-        table.add_row(f"(no word seen {result.min_count}+ times; lower --min-count)", "", "", "")
+        table.add_row(f"(no word seen {corpus.min_count}+ times; lower --min-count)", "", "", "", "")
     return table
 
 
 # --------------------------------------------------------------------------------------------- output
 
 
-def _emit_json(payload: dict[str, Any], out: Path | None, quiet: bool) -> None:
+def _emit_json(payload: dict[str, Any], output: Output) -> None:
     import json
 
-    if out is None:
+    if output.out is None:
         print_json(payload)
     else:
-        _emit_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n", out, quiet)
+        _emit_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n", output)
 
 
-def _emit_text(content: str, out: Path | None, quiet: bool) -> None:
+def _emit_text(content: str, output: Output) -> None:
+    out = output.out
     if out is None:
         sys.stdout.write(content)
         sys.stdout.flush()
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(content, encoding="utf-8")
-    if not quiet:
+    if not output.quiet:
         err_console.print(f"wrote {out}")
 
 
-def _emit_rich(renderables: Sequence[Any], out: Path | None, quiet: bool) -> None:
+def _emit_rich(renderables: Sequence[Any], output: Output) -> None:
     from rich.console import Console
 
+    out = output.out
     if out is None:
         for renderable in renderables:
             out_console.print(renderable)
@@ -311,5 +324,5 @@ def _emit_rich(renderables: Sequence[Any], out: Path | None, quiet: bool) -> Non
         console = Console(file=handle, width=120, color_system=None, highlight=False)
         for renderable in renderables:
             console.print(renderable)
-    if not quiet:
+    if not output.quiet:
         err_console.print(f"wrote {out}")
