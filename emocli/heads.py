@@ -27,6 +27,7 @@ CONFIG_FILE = "config.json"
 HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 ARCHS = ("transformer", "small")
 CUSTOM_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small", "stack")
+SMALL_LEARNING_RATE = 2e-3  # the small model starts far from a solution: it wants a larger step than an encoder
 
 
 class LabelledConfig:
@@ -84,6 +85,28 @@ class SmallOptions:
     lstm_hidden: int = 128
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """`finetune --arch/--head`: which model to build on the base (the default is the plain transformers one)."""
+
+    arch: str = "transformer"
+    head: str = "linear"
+    small: SmallOptions = SmallOptions()
+
+    def __post_init__(self):
+        architecture_name(self.arch, self.head)  # one clear error for a bad combination
+
+    @property
+    def name(self) -> str:
+        """The architecture emocli.json will record."""
+        return architecture_name(self.arch, self.head)
+
+
+def build_for(config: ArchitectureConfig, base_dir: Path, labels):
+    """build_model for an ArchitectureConfig."""
+    return build_model(config.arch, config.head, base_dir, labels, small=config.small)
 
 
 def loader_for(info: Any) -> str:

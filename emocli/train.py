@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from .distill import DistillConfig
 from .errors import InputError
+from .heads import ArchitectureConfig
 from .labelled import DataSpec, LabelledData, load_labelled
 from .losses import LossConfig, label_cooccurrence
 from .metrics import compute_metrics, macro_f1
@@ -46,6 +48,8 @@ class TrainConfig:
     data: DataSpec = DataSpec()
     loss: LossConfig = LossConfig()
     thresholds: ThresholdConfig = ThresholdConfig()
+    architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.heads)
+    distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.distill)
     sampler: str = "shuffle"
     epochs: int = 5
     batch_size: int = 16
@@ -258,14 +262,18 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
     from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
+    from .distill import prepare as prepare_distillation
+    from .heads import build_for
     from .losses import MultiLabelLoss
-    from .model import load_for_finetune
 
     accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                               gradient_accumulation_steps=config.gradient_accumulation)
     set_seed(config.seed)
-    tokenizer, module = load_for_finetune(base_dir, train.labels)
+    tokenizer, module = build_for(config.architecture, base_dir, train.labels)
     batches = _Batches(tokenizer, train, config.max_length)
+    distiller = prepare_distillation(config.distill, tokenizer, train.labels, text_col=config.data.text_col,
+                                     max_length=config.max_length, batch_size=config.batch_size, seed=config.seed,
+                                     device=str(accelerator.device))
     loader = _loader(batches, train, config)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
@@ -305,7 +313,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
                     embeddings = (_mean_pooled(output.hidden_states[-1], batch["attention_mask"])
                                   if config.loss.needs_embeddings else None)
                     loss = loss_fn(output.logits, targets, mask, embeddings)
-                    accelerator.backward(loss.total)
+                    accelerator.backward(loss.total + distiller.loss(module) if distiller else loss.total)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(module.parameters(), 1.0)
                     optimizer.step()

@@ -207,3 +207,65 @@ def test_broken_custom_dirs_give_clear_errors(tiny_model_dir, tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match="safetensors"):
         load_model(tmp_path)
+
+
+# -- through `emocli finetune` (emocli.train) ---------------------------------------------------------------------
+
+def toy_files(tmp_path):
+    from test_stack import write_toy_csv
+
+    return (write_toy_csv(tmp_path / "train.csv", 64), write_toy_csv(tmp_path / "dev.csv", 32, offset=64))
+
+
+@pytest.mark.parametrize("flags,architecture", [(["--arch", "small"], "small"),
+                                                (["--head", "label-attention", "--loss", "hybrid"], "label-attention"),
+                                                (["--head", "cnn-bilstm-attn"], "cnn-bilstm-attn")])
+def test_finetune_builds_saves_and_evaluates_custom_architectures(cli, tiny_model_dir, tmp_path, flags, architecture):
+    train, dev = toy_files(tmp_path)
+    out = tmp_path / "model"
+    result = cli(["finetune", "--base", tiny_model_dir, "--train", train, "--dev", dev, "--out", out, *flags,
+                  "--epochs", "2", "--batch-size", "16", "--quiet", "--json"])
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((out / "emocli.json").read_text())
+    assert meta["architecture"] == architecture and meta["labels"] == list(LABELS)
+    assert meta["training"]["architecture"]["arch"] == ("small" if architecture == "small" else "transformer")
+    model = load_model(out)
+    assert heads.loader_for(model.info) == "emocli" and model.module.emocli_config.architecture == architecture
+    evaluated = cli(["evaluate", "--model", out, "--data", dev, "--json"])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["rows"] == 32
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_path):
+    from emocli.distill import DistillConfig, read_texts
+    from emocli.train import TrainConfig, finetune, predict_scores
+
+    train, dev = toy_files(tmp_path)
+    unlabeled = tmp_path / "unlabeled.csv"
+    unlabeled.write_text("id,text\n" + "".join(f"u{i},{w} happened near the {p} today\n" for i, (w, p) in enumerate(
+        [(w, p) for w in ("nothing", "a ghost", "something sunny", "a fight") for p in ("bus", "park", "school")])))
+    texts = read_texts((str(unlabeled),), "text")
+    teacher = load_model(tiny_model_dir)
+    teacher_scores = predict_scores(teacher.module, teacher.tokenizer, texts, max_length=64)
+
+    def student(distill):
+        config = TrainConfig(train=(str(train),), dev=(str(dev),), out=tmp_path / f"student-{bool(distill.teacher)}",
+                             base=str(tiny_model_dir), epochs=3, batch_size=16, learning_rate=3e-3, progress=False,
+                             architecture=heads.ArchitectureConfig(arch="small"), distill=distill)
+        model = load_model(finetune(config).out_dir)
+        return predict_scores(model.module, model.tokenizer, texts, max_length=64)
+
+    plain = student(DistillConfig())
+    distilled = student(DistillConfig(teacher=str(tiny_model_dir), unlabeled=(str(unlabeled),), weight=5.0))
+    gap = lambda scores: float(abs(scores - teacher_scores).mean())  # noqa: E731
+    assert gap(distilled) < 0.5 * gap(plain)
+
+
+def test_teacher_without_unlabeled_texts_is_a_clear_error(cli, tiny_model_dir, tmp_path):
+    train, dev = toy_files(tmp_path)
+    result = cli(["finetune", "--base", tiny_model_dir, "--train", train, "--arch", "small",
+                  "--teacher", tiny_model_dir, "--quiet"])
+    assert result.exit_code != 0 and "--unlabeled" in result.stderr
+    result = cli(["finetune", "--base", tiny_model_dir, "--train", train, "--arch", "small", "--head",
+                  "label-attention", "--quiet"])
+    assert result.exit_code != 0 and "--head label-attention does not apply to --arch small" in result.stderr

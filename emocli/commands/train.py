@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
+from ..heads import ARCHS, HEADS, SMALL_LEARNING_RATE
 from .common import err_console, out_console, print_json
 
 
@@ -40,6 +41,10 @@ class ThresholdSource(str, Enum):
     auto = "auto"
     dev = "dev"
     cv = "cv"
+
+
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
+Head = Enum("Head", {name: name for name in HEADS}, type=str)
 
 
 class EvalThresholds(str, Enum):
@@ -105,7 +110,7 @@ def finetune_command(
     cv_folds: int = typer.Option(3, "--cv-folds", help="Folds for --threshold-source cv."),
     epochs: int = typer.Option(5, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
-    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up, cosine decay)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help=f"Peak learning rate (AdamW, linear warm-up, cosine decay); default 1e-4, {SMALL_LEARNING_RATE} with --arch small."),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     warmup_ratio: float = typer.Option(0.1, "--warmup-ratio"),
     max_length: int = typer.Option(64, "--max-length", help="Tokens per text (training and, saved, inference)."),
@@ -114,11 +119,18 @@ def finetune_command(
     seed: int = typer.Option(42, "--seed"),
     mixed_precision: Precision = typer.Option(Precision.auto, "--mixed-precision", help="auto: fp32 on CPU, bf16 (or fp16) on GPU."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    arch: Arch = typer.Option(Arch("transformer"), "--arch", help="transformer: fine-tune the base encoder; small: conv/BiLSTM/attention on the base's embeddings, far faster on CPU."),
+    head: Head = typer.Option(Head("linear"), "--head", help="Head on the encoder's token states (custom heads load with emocli, not plain transformers)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Distil this fine-tuned model's scores on --unlabeled texts into the new model."),
+    unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher; repeatable."),
+    distill_weight: float = typer.Option(1.0, "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
     register: Optional[str] = typer.Option(None, "--register", help="Add the model to your registry under NAME and make it your default for `tag`."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Fine-tune a multi-label emotion model (imbalance-aware losses, samplers, per-class thresholds)."""
+    from ..distill import DistillConfig
+    from ..heads import ArchitectureConfig
     from ..labelled import DataSpec
     from ..losses import LossConfig
     from ..thresholds import ThresholdConfig
@@ -133,7 +145,11 @@ def finetune_command(
                     lambda_corr=lambda_corr, lambda_con=lambda_con),
         thresholds=_build(ThresholdConfig, mode=thresholds.value, fixed=threshold, source=threshold_source.value,
                           cv_folds=cv_folds),
-        sampler=sampler.value, epochs=epochs, batch_size=batch_size, learning_rate=lr, weight_decay=weight_decay,
+        architecture=ArchitectureConfig(arch=arch.value, head=head.value),
+        distill=DistillConfig(teacher=teacher, unlabeled=tuple(unlabeled or ()), weight=distill_weight),
+        sampler=sampler.value, epochs=epochs, batch_size=batch_size,
+        learning_rate=lr if lr is not None else (SMALL_LEARNING_RATE if arch.value == "small" else 1e-4),
+        weight_decay=weight_decay,
         warmup_ratio=warmup_ratio, max_length=max_length, gradient_accumulation=grad_accum, patience=patience,
         seed=seed, mixed_precision=mixed_precision.value, max_steps=max_steps, register=register,
         progress=not quiet,
