@@ -57,7 +57,7 @@ def explain(
     top: int = typer.Option(15, "--top", help="With --db: words listed per group."),
     rank: str = typer.Option("mean", "--rank", help="With --db: order words by mean contribution per occurrence, "
                              "or by total (mean x occurrences)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (the model runs in fp32)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
 ) -> None:
     fmt = "json" if as_json else fmt.lower()
@@ -137,10 +137,13 @@ def read_rows(path: Path, ids: Sequence[str], id_col: str, text_col: str) -> lis
 
 def _load(model_ref: str | None, device: str):
     from ..hub import resolve_model
+    from ..infer import resolve_device
     from ..model import load_model
 
     resolved = resolve_model(model_ref)
-    return load_model(resolved.path, resolved.spec, device=device), resolved.name
+    # fp32 even on a GPU: attributions are differences of scores, and IG's completeness check needs the precision
+    model = load_model(resolved.path, resolved.spec, device=resolve_device(device), dtype="fp32")
+    return model, resolved.name
 
 
 @contextmanager
