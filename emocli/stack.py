@@ -65,6 +65,7 @@ class StackConfig:
     seed: int = 42
     feature_batch_size: int = 64
     device: str = "cpu"
+    register: str | None = None  # registry name; the stack becomes the user's default model for `tag`
     progress: bool = True
 
     def __post_init__(self):
@@ -483,8 +484,20 @@ def build_stack(config: StackConfig) -> StackResult:
                "dev_metrics": dev_metrics, "history": fit.history},
     )
     save_stack(config.out, module, info, member_dirs, config.bundle)
+    if config.register:
+        register_stack(config.register, Path(config.out), info, config.members)
     return StackResult(Path(config.out), train.labels, info.thresholds, dev_metrics, fit.best_epoch, fit.history,
                        source, time.perf_counter() - started, len(train))
+
+
+def register_stack(name: str, out_dir: Path, info, members: tuple[str, ...]) -> Path:
+    """Add the stack to the user registry as a `path` entry and make it the user's default for `tag`."""
+    from .registry import ModelSpec, register_model
+
+    spec = ModelSpec(name=name, path=str(out_dir.resolve()), task=info.task, role="emotion", labels=info.labels,
+                     thresholds=info.threshold_map(), max_length=info.max_length,
+                     description=f"emocli stack of {', '.join(members)}")
+    return register_model(spec, set_default=True)
 
 
 def _feature_dims(module: StackModel, max_length: int) -> list[int]:

@@ -269,3 +269,24 @@ def test_teacher_without_unlabeled_texts_is_a_clear_error(cli, tiny_model_dir, t
     result = cli(["finetune", "--base", tiny_model_dir, "--train", train, "--arch", "small", "--head",
                   "label-attention", "--quiet"])
     assert result.exit_code != 0 and "--head label-attention does not apply to --arch small" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["small", "label-attention"])
+def test_tag_scores_custom_models_like_load_model_does(cli, tiny_model_dir, tmp_path, name):
+    import duckdb
+    import numpy as np
+
+    from emocli.train import predict_scores
+
+    tokenizer, module = build(name, tiny_model_dir)
+    model_dir = heads.save_custom(tmp_path / "model", module, tokenizer, ModelInfo(LABELS, (0.5,) * 5, max_length=32))
+    data = tmp_path / "posts.csv"
+    data.write_text("id,text\n" + "".join(f'{i},"{text}"\n' for i, text in enumerate(TEXTS * 3)))
+    db = tmp_path / "emotions.duckdb"
+    result = cli(["tag", data, "--model", model_dir, "--db", db, "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = np.array(con.execute(f"SELECT {', '.join(LABELS)} FROM scores ORDER BY id").fetchall())
+    model = load_model(model_dir)
+    expected = predict_scores(model.module, model.tokenizer, TEXTS * 3, max_length=32)
+    np.testing.assert_allclose(stored, expected, atol=1e-5)

@@ -72,7 +72,7 @@ TEXTS = ["the bus was furious .", "dinner was sunny wow .", "ok"]
 def test_stack_command_trains_saves_and_reloads_with_identical_scores(cli, members, data, tmp_path):
     out = tmp_path / "stack"
     result = cli(["stack", "--member", members[0], "--member", members[1], "--train", data[0], "--dev", data[1],
-                  "--out", out, "--epochs", "8", "--quiet", "--json"])
+                  "--out", out, "--epochs", "8", "--register", "my-stack", "--quiet", "--json"])
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["labels"] == list(LABELS) and len(summary["thresholds"]) == 5
@@ -94,6 +94,19 @@ def test_stack_command_trains_saves_and_reloads_with_identical_scores(cli, membe
     assert first.shape == (3, 5)
     # padding changes nothing: each text alone scores as in the batch
     torch.testing.assert_close(scores_of(stack, TEXTS[:1])[0], first[0], atol=2e-5, rtol=1e-4)
+
+    # registered: `emocli tag` with no --model uses the stack
+    import duckdb
+
+    posts = tmp_path / "posts.csv"
+    posts.write_text("id,text\n" + "".join(f"{i},{text}\n" for i, text in enumerate(TEXTS)))
+    db = tmp_path / "emotions.duckdb"
+    tagged = cli(["tag", posts, "--db", db, "--quiet"])
+    assert tagged.exit_code == 0, tagged.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = torch.tensor(con.execute(f"SELECT {', '.join(LABELS)} FROM scores ORDER BY id").fetchall())
+        assert con.execute("SELECT model FROM runs").fetchone()[0] == "my-stack"
+    torch.testing.assert_close(stored, first, atol=1e-5, rtol=1e-4)
 
 
 def test_member_with_changed_weights_is_refused_by_fingerprint(members, data, tmp_path):

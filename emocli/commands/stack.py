@@ -33,6 +33,7 @@ def stack_command(
     patience: int = typer.Option(6, "--patience"),
     seed: int = typer.Option(42, "--seed"),
     device: str = typer.Option("cpu", "--device", help="Where the members run: cpu, cuda, cuda:1 ..."),
+    register: Optional[str] = typer.Option(None, "--register", help="Add the stack to your registry under NAME and make it your default for `tag`."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
@@ -50,14 +51,15 @@ def stack_command(
         members=tuple(member), train=tuple(train), dev=tuple(dev or ()), out=out,
         data=DataSpec(text_col=text_col, id_col=id_col), loss=LossConfig(name=loss.value),
         thresholds=ThresholdConfig(source=threshold_source.value), bundle=bundle, epochs=epochs,
-        batch_size=batch_size, learning_rate=lr, patience=patience, seed=seed, device=device, progress=not quiet,
+        batch_size=batch_size, learning_rate=lr, patience=patience, seed=seed, device=device, register=register,
+        progress=not quiet,
     )
     result = build_stack(config)
     summary = {
         "out": str(result.out_dir), "members": list(member), "bundled": bundle, "labels": list(result.labels),
         "thresholds": list(result.thresholds), "threshold_source": result.threshold_source,
         "best_epoch": result.best_epoch, "train_rows": result.train_rows, "wall_s": round(result.wall_s, 1),
-        "dev_metrics": result.dev_metrics,
+        "dev_metrics": result.dev_metrics, "registered": register,
     }
     if as_json:
         print_json(summary)
@@ -68,6 +70,8 @@ def stack_command(
     out_console.print(scores + f"best epoch {result.best_epoch}, thresholds from {result.threshold_source} "
                       + ", ".join(f"{label} {t:.2f}" for label, t in zip(result.labels, result.thresholds))
                       + f", {result.wall_s:.0f}s")
+    if register:
+        out_console.print(f"registered as {register!r} (now your default model for `emocli tag`)")
 
 
 def register(app: typer.Typer) -> None:
