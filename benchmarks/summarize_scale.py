@@ -6,6 +6,11 @@ rows, a `runs` row), then times the library call and the CLI process (startup in
 each, and writes min/median to benchmarks/results/summarize_scale.json.
 
     nice -n 10 python3 benchmarks/summarize_scale.py [--rows 10000000] [--repeat 5] [--db /tmp/x.duckdb]
+
+On a machine shared with other jobs, build under nice and time at normal priority:
+
+    nice -n 10 python3 benchmarks/summarize_scale.py --build-only --db /tmp/x.duckdb
+    python3 benchmarks/summarize_scale.py --reuse --db /tmp/x.duckdb --repeat 9
 """
 
 from __future__ import annotations
@@ -76,6 +81,16 @@ def build_store(path: Path, rows: int) -> float:
     return time.perf_counter() - start
 
 
+def _row_count(path: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM scores").fetchone()[0]
+    finally:
+        con.close()
+
+
 def time_library(path: Path, repeat: int) -> tuple[list[float], list[float], int]:
     """Wall time and CPU time (all threads) of each call."""
     from emocli.analytics import SummaryRequest, summarize
@@ -135,18 +150,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--db", type=Path, default=Path("/tmp/emocli_summarize_bench.duckdb"))
     parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
+    parser.add_argument("--build-only", action="store_true", help="build the database (kept) and stop")
+    parser.add_argument("--reuse", action="store_true", help="time an existing --db instead of building one")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "summarize_scale.json")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    build_s = build_store(args.db, args.rows)
-    print(f"built {args.rows:,} rows in {build_s:.1f} s ({args.db.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+    if args.reuse and args.db.exists():
+        build_s = None  # built earlier (e.g. under nice); only the timings run now
+        args.rows = _row_count(args.db)
+    else:
+        build_s = build_store(args.db, args.rows)
+        print(f"built {args.rows:,} rows in {build_s:.1f} s ({args.db.stat().st_size / 1e6:.0f} MB)",
+              file=sys.stderr)
+    if args.build_only:
+        return
     library_wall, library_cpu, groups = time_library(args.db, args.repeat)
     cli_wall, cli_cpu = time_cli(args.db, args.repeat, [])
     where_wall, where_cpu = time_cli(args.db, args.repeat, ["--where", "language IN ('eng', 'deu') AND anger > 0.3"])
     result = {
         "benchmark": "summarize --by language",
-        "rows": args.rows, "groups": groups, "labels": list(LABELS), "build_s": round(build_s, 2),
+        "rows": args.rows, "groups": groups, "labels": list(LABELS), "build_s": None if build_s is None else round(build_s, 2),
         "db_size_mb": round(args.db.stat().st_size / 1e6, 1), "repeat": args.repeat,
         "library_call": stats(library_wall, library_cpu),
         "cli_process": stats(cli_wall, cli_cpu),
@@ -162,7 +186,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    if not args.keep:
+    if not (args.keep or args.reuse):
         args.db.unlink()
 
 
