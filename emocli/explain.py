@@ -130,7 +130,7 @@ class _Encoded:
 
 
 def _token_word(spans: list[tuple[int, int]], starts: np.ndarray, start: int, end: int) -> int | None:
-    """The word a token's characters overlap most (None for tokens covering no word, e.g. a lone '▁')."""
+    """The word a token's characters overlap most (None for a token covering no word)."""
     best, best_overlap = None, 0
     lo = int(np.searchsorted(starts, start, side="right")) - 1
     for index in range(max(lo, 0), len(spans)):
@@ -153,12 +153,19 @@ def _encode(model: EmotionModel, text: str, spans: list[tuple[int, int]]) -> _En
     special = [bool(flag) for flag in encoding["special_tokens_mask"]]
     positions: list[list[int]] = [[] for _ in spans]
     starts = np.array([s for s, _ in spans], dtype=np.int64)
+    orphans: list[int] = []  # tokens covering no word (a lone '▁' of sentencepiece): they go with the next word
+    last = None
     for position, ((start, end), is_special) in enumerate(zip(encoding["offset_mapping"], special)):
-        if is_special or end <= start:
+        if is_special:
             continue
-        index = _token_word(spans, starts, start, end)
-        if index is not None:
-            positions[index].append(position)
+        index = _token_word(spans, starts, start, end) if end > start else None
+        if index is None:
+            orphans.append(position)
+            continue
+        positions[index] += orphans + [position]
+        orphans, last = [], index
+    if orphans and last is not None:
+        positions[last] += orphans
     full = tokenizer(text, truncation=False, add_special_tokens=True)["input_ids"]
     return _Encoded(tuple(ids), tuple(special), tuple(tuple(p) for p in positions), len(full) > len(ids))
 
