@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from emocli.explain import (IG_RELATIVE_TOLERANCE, explain_text, path_points, score_token_ids, weighted_ridge,
@@ -265,6 +266,14 @@ def test_cli_rows_from_a_data_file(cli, trigger_model_dir, tmp_path):
     assert result.exit_code == 0, result.stderr
     (explanation,) = json.loads(result.stdout)["explanations"]
     assert explanation["id"] == "2" and explanation["text"] == "she felt furious today"
+
+    parquet = tmp_path / "posts.parquet"
+    pl.DataFrame({"post": [10, 11], "body": ["calm day", "a furious reply"]}).write_parquet(parquet)
+    result = cli(["explain", "-m", trigger_model_dir, "--data", parquet, "--id", "11", "--id", "10", "--id-col", "post",
+                  "--text-col", "body", "--label", "anger", "--method", "ig", "--json"])
+    assert result.exit_code == 0, result.stderr
+    explanations = json.loads(result.stdout)["explanations"]
+    assert [(e["id"], e["text"]) for e in explanations] == [("11", "a furious reply"), ("10", "calm day")]
 
     assert "no row with id = '9'" in one_error_line(
         cli(["explain", "-m", trigger_model_dir, "--data", data, "--id", "9"]))
