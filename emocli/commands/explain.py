@@ -274,17 +274,18 @@ def _explain_store(db: Path, model_ref: str | None, corpus, config, output: Outp
 
 
 def _rich_group(result, group):
+    from rich.markup import escape
     from rich.table import Table
 
     corpus = result.corpus
-    where = "" if corpus.by is None else f" ({corpus.by} = {group.group})"
+    where = "" if corpus.by is None else escape(f" ({corpus.by} = {group.group})")
     table = Table(title=f"What drives {corpus.label}{where}: top {group.n_texts} texts, mean score "
                         f"{group.mean_score:.3f}", title_justify="left")
     for column in ("word", "mean contribution", "total", "occurrences", "texts"):
         table.add_column(column, justify="left" if column == "word" else "right")
     for word in group.words:
         style = "red" if word.mean_contribution > 0 else "blue"
-        table.add_row(word.word, f"[{style}]{word.mean_contribution:+.4f}[/]", f"{word.total_contribution:+.3f}",
+        table.add_row(escape(word.word), f"[{style}]{word.mean_contribution:+.4f}[/]", f"{word.total_contribution:+.3f}",
                       str(word.occurrences), str(word.texts))
     if not group.words:
         table.add_row(f"(no word seen {corpus.min_count}+ times; lower --min-count)", "", "", "", "")
