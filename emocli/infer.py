@@ -28,6 +28,8 @@ W = TypeVar("W")
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 MAX_BATCH_ROWS = {"cpu": 256, "cuda": 2048}
+# rows sorted together and committed together: on CPU a window is ~4k rows so a crash loses seconds, not minutes
+DEFAULT_WINDOW_ROWS = {"cpu": 4096, "cuda": 32768}
 QUANTIZE_TOLERANCE = 0.03  # max |score(int8) - score(fp32)| measured on BRIGHTER texts (see benchmarks/README)
 
 
@@ -39,7 +41,7 @@ class EngineConfig:
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on GPU, fp32 on CPU)
     max_length: int | None = None  # tokens per text; None = the model's own max_length
     batch_tokens: int | None = None  # padded tokens per forward pass; None = a per-device default
-    window_rows: int = 32768  # rows sorted by length together (and committed together)
+    window_rows: int | None = None  # rows sorted by length (and committed) together; None = a per-device default
     quantize: bool = False  # dynamic int8 Linear layers (CPU only)
     threads: int | None = None  # CPU threads for torch; None = all cores
 
@@ -88,7 +90,7 @@ class Scorer:
     """A loaded model ready for inference: tokenizer, module, labels, thresholds, activation."""
 
     def __init__(self, model: "EmotionModel", *, device: str, max_length: int, batch_tokens: int,
-                 max_batch_rows: int, quantized: bool = False):
+                 max_batch_rows: int, window_rows: int, quantized: bool = False):
         import tokenizers
 
         self.model = model
@@ -100,6 +102,7 @@ class Scorer:
         self.max_length = max_length
         self.batch_tokens = max(batch_tokens, max_length)
         self.max_batch_rows = max_batch_rows
+        self.window_rows = window_rows
         self.quantized = quantized
         self.module = model.module
         backend = getattr(model.tokenizer, "backend_tokenizer", None)
@@ -171,14 +174,22 @@ class Scorer:
                 return torch.softmax(logits, dim=-1)
             return torch.sigmoid(logits)
 
-    def score_tokenized(self, tokenized: Tokenized, batches: list[Batch]) -> np.ndarray:
-        """(rows, labels) float32 probabilities in window order; NaN for rows without text."""
+    def score_tokenized(self, tokenized: Tokenized, batches: list[Batch],
+                        on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(rows, labels) float32 probabilities in window order; NaN for rows without text.
+
+        on_batch(rows, tokens) is called after each forward pass (progress between commits).
+        """
         import torch
 
         probs = np.full((len(tokenized.valid), len(self.labels)), np.nan, dtype=np.float32)
         if not batches:
             return probs
-        outputs = [self.forward(batch) for batch in batches]
+        outputs = []
+        for batch in batches:
+            outputs.append(self.forward(batch))
+            if on_batch is not None:
+                on_batch(len(batch.rows), int(tokenized.lengths[batch.rows].sum()))
         flat = torch.cat(outputs).cpu().numpy()  # one device-to-host copy per window
         probs[np.concatenate([b.rows for b in batches])] = flat
         return probs
@@ -240,7 +251,8 @@ def load_scorer(model: "EmotionModel", config: EngineConfig = EngineConfig()) ->
         raise InputError(f"--max-length {max_length}: the model takes at most {limit} tokens")
     return Scorer(model, device=device, max_length=max_length,
                   batch_tokens=config.batch_tokens or DEFAULT_BATCH_TOKENS[kind],
-                  max_batch_rows=MAX_BATCH_ROWS[kind], quantized=quantized)
+                  max_batch_rows=MAX_BATCH_ROWS[kind], window_rows=config.window_rows or DEFAULT_WINDOW_ROWS[kind],
+                  quantized=quantized)
 
 
 def _text_array(texts: "pa.Array | pa.RecordBatch | pa.ChunkedArray", text_col: str = "text") -> "pa.Array":
@@ -282,11 +294,13 @@ class _Failed:
 
 
 def score_windows(windows: Iterable[W], texts_of: Callable[[W], "pa.Array | None"], scorer: Scorer, *,
-                  prefetch: int = 2) -> Iterator[tuple[W, ScoredWindow | None]]:
+                  prefetch: int = 2, on_batch: Callable[[int, int], None] | None = None,
+                  ) -> Iterator[tuple[W, ScoredWindow | None]]:
     """Pipelined scoring: a background thread reads and tokenizes window k+1 while the model runs on window k.
 
     `texts_of(window)` returns the window's texts, or None for a marker window that carries no rows (it is
     passed through in order, unscored). Errors raised while reading or tokenizing surface here, in order.
+    on_batch(rows, tokens) reports each forward pass as it finishes.
     """
     pending: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
@@ -328,7 +342,7 @@ def score_windows(windows: Iterable[W], texts_of: Callable[[W], "pa.Array | None
             if tokenized is None:
                 yield window, None
                 continue
-            probs = scorer.score_tokenized(tokenized, batches)
+            probs = scorer.score_tokenized(tokenized, batches, on_batch)
             record = scorer.to_record_batch(probs, tokenized)
             yield window, ScoredWindow(record, tokenized.n_tokens, int((~tokenized.valid).sum()),
                                        int(tokenized.truncated.sum()))

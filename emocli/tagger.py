@@ -336,8 +336,8 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     summary.device = device
     progress.start(_remaining_rows(plans, state, budget), f"tagging with {resolved.name}")
     started = time.perf_counter()
-    windows = iter_windows(plans, state, config.engine.window_rows, budget)
-    for window, scored in score_windows(windows, _texts_of, scorer):
+    windows = iter_windows(plans, state, scorer.window_rows, budget)
+    for window, scored in score_windows(windows, _texts_of, scorer, on_batch=progress.advance):
         key = window.plan.source.key
         if scored is None:
             store.finish_file(summary.run_id, key)
@@ -351,5 +351,5 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
         summary.skipped += counts.skipped
         summary.truncated += counts.truncated
         summary.tokens += scored.n_tokens
-        progress.advance(counts.written, scored.n_tokens)
+        progress.advance(counts.skipped, 0)  # scored rows were reported batch by batch
     summary.seconds = time.perf_counter() - started
