@@ -50,7 +50,7 @@ class TrainConfig:
     thresholds: ThresholdConfig = ThresholdConfig()
     architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.heads)
     distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.distill)
-    sampler: str = "shuffle"
+    sampler: str = "label-balanced"
     epochs: int = 5
     batch_size: int = 16
     learning_rate: float = 1e-4

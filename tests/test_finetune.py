@@ -67,7 +67,8 @@ def test_model_dir_holds_history_curves_and_metadata(finetuned_model_dir, bright
     assert meta["labels"] == list(ENG) and len(meta["thresholds"]) == 5
     assert all(0.05 <= t <= 0.95 for t in meta["thresholds"])
     assert meta["threshold_source"] == "dev" and meta["max_length"] == 64
-    assert meta["loss"]["name"] == "asymmetric" and meta["training"]["max_steps"] == 40
+    assert meta["loss"]["name"] == "weighted-bce" and meta["sampler"] == "label-balanced"
+    assert meta["training"]["max_steps"] == 40
     train_file = str(brighter / "train" / "eng.csv")
     assert meta["data"]["train"][train_file] == file_sha256(brighter / "train" / "eng.csv")
     assert meta["base_model"]["name"] and "per_class" in meta["dev_metrics"]
