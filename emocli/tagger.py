@@ -334,7 +334,7 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
     summary.device = device
-    progress.start(_remaining_rows(plans, state, budget), f"tagging with {resolved.name}")
+    progress.start(_remaining_rows(plans, state, budget), "tagging")
     started = time.perf_counter()
     windows = iter_windows(plans, state, scorer.window_rows, budget)
     for window, scored in score_windows(windows, _texts_of, scorer, on_batch=progress.advance):

@@ -32,7 +32,7 @@ class RichProgress:
                                    TimeRemainingColumn)
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[tokens]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=err_console, transient=False, refresh_per_second=4,
@@ -110,8 +110,8 @@ def tag_command(
     summary = tag(config, RichProgress(quiet or as_json))
     if not quiet:
         for note in summary.notes:
-            err_console.print(f"[dim]note: {note}[/]")
-        err_console.print(_summary_line(summary), soft_wrap=True)
+            err_console.print(f"note: {note}", style="dim", markup=False, soft_wrap=True)
+        err_console.print(_summary_line(summary), soft_wrap=True, markup=False)
     if as_json:
         print_json(summary.as_dict())
 
@@ -123,8 +123,9 @@ def _summary_line(summary) -> str:
                 "--overwrite starts afresh")
     resumed = f", resumed after {summary.resumed_from:,}" if summary.resumed_from else ""
     return (f"tagged {summary.rows:,} rows (skipped {summary.skipped:,}, truncated {summary.truncated:,}{resumed}) "
-            f"in {summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s on {summary.device} -> {where} "
-            f"[run {summary.run_id}, {summary.status}]")
+            f"in {summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s with {summary.model} on {summary.device} "
+            f"-> {where} [run {summary.run_id}, {summary.status}]"
+            + ("; rows are left: run it again (a larger --limit, or none) to continue" if summary.status != "done" else ""))
 
 
 def register(app: typer.Typer) -> None:
