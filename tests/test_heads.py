@@ -157,8 +157,8 @@ def test_a_few_training_steps_learn_a_trigger_word(name, lr, tiny_model_dir):
     texts, targets = toy_data()
     tokenizer, module = build(name, tiny_model_dir)
     batch = tokenizer(texts, padding=True, return_tensors="pt")
-    # the 30522-row embedding tables stay frozen here: Adam over them would cost most of the test's time
-    trainable = [p for n, p in module.named_parameters() if "word_embeddings" not in n and n != "embeddings.weight"]
+    # the encoder's 30522-row embedding table stays frozen here: Adam over it would cost most of the test's time
+    trainable = [p for n, p in module.named_parameters() if "word_embeddings" not in n]
     optimizer = torch.optim.AdamW(trainable, lr=lr)
     module.train()
     losses = []
@@ -237,28 +237,30 @@ def test_finetune_builds_saves_and_evaluates_custom_architectures(cli, tiny_mode
 
 
 def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_path):
+    """The teacher says 'anger' for every text; the labelled data says anger only with 'furious'."""
     from emocli.distill import DistillConfig, read_texts
     from emocli.train import TrainConfig, finetune, predict_scores
 
     train, dev = toy_files(tmp_path)
+    teacher = load_model(tiny_model_dir)
+    with torch.no_grad():
+        teacher.module.classifier.bias.copy_(torch.tensor([4.0, -4.0, -4.0, -4.0, -4.0]))
+    save_model(tmp_path / "teacher", teacher.module, teacher.tokenizer, teacher.info)
     unlabeled = tmp_path / "unlabeled.csv"
     unlabeled.write_text("id,text\n" + "".join(f"u{i},{w} happened near the {p} today\n" for i, (w, p) in enumerate(
         [(w, p) for w in ("nothing", "a ghost", "something sunny", "a fight") for p in ("bus", "park", "school")])))
     texts = read_texts((str(unlabeled),), "text")
-    teacher = load_model(tiny_model_dir)
-    teacher_scores = predict_scores(teacher.module, teacher.tokenizer, texts, max_length=64)
 
     def student(distill):
         config = TrainConfig(train=(str(train),), dev=(str(dev),), out=tmp_path / f"student-{bool(distill.teacher)}",
-                             base=str(tiny_model_dir), epochs=3, batch_size=16, learning_rate=3e-3, progress=False,
-                             architecture=heads.ArchitectureConfig(arch="small"), distill=distill)
+                             base=str(tiny_model_dir), epochs=6, batch_size=16, learning_rate=3e-3, progress=False,
+                             patience=6, architecture=heads.ArchitectureConfig(arch="small"), distill=distill)
         model = load_model(finetune(config).out_dir)
-        return predict_scores(model.module, model.tokenizer, texts, max_length=64)
+        return predict_scores(model.module, model.tokenizer, texts, max_length=64)[:, 0]
 
     plain = student(DistillConfig())
-    distilled = student(DistillConfig(teacher=str(tiny_model_dir), unlabeled=(str(unlabeled),), weight=5.0))
-    gap = lambda scores: float(abs(scores - teacher_scores).mean())  # noqa: E731
-    assert gap(distilled) < 0.5 * gap(plain)
+    distilled = student(DistillConfig(teacher=str(tmp_path / "teacher"), unlabeled=(str(unlabeled),), weight=2.0))
+    assert distilled.mean() > plain.mean() + 0.2, (distilled.mean(), plain.mean())
 
 
 def test_teacher_without_unlabeled_texts_is_a_clear_error(cli, tiny_model_dir, tmp_path):
