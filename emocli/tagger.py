@@ -287,11 +287,12 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     resolved = resolve_model(config.model)
     info = read_model_info(resolved.path, resolved.spec)
     plans, notes = plan_files(sources, config, info.labels)
-    run_id = run_fingerprint(config, plans, model_fingerprint(resolved), info)
+    model_id = model_fingerprint(resolved)
+    run_id = run_fingerprint(config, plans, model_id, info)
     with Store(config.db) as store:
         if config.overwrite:
             store.drop_table(config.table)
-        run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_fingerprint(resolved), info.labels,
+        run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
                         info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
         state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
         already = sum(s.rows_done for s in state.values())

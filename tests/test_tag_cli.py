@@ -191,3 +191,17 @@ def test_bad_inputs_give_one_line_and_keep_what_was_committed(cli, tmp_path, cor
         holder.kill()
         holder.wait()
     assert query(db, "SELECT count(*) FROM scores") == [(25,)]
+
+
+def test_limit_then_continue_with_keep_and_id_col(cli, tmp_path, corpus, tiny_model_dir):
+    db = tmp_path / "e.duckdb"
+    args = ["tag", corpus[0], "--model", tiny_model_dir, "--db", db, "--keep", "language", "--id-col", "id",
+            "--window-rows", "4", "--json"]
+    first = json.loads(cli([*args, "--limit", "10"]).stdout)
+    assert (first["rows"], first["status"]) == (10, "interrupted")
+    second = json.loads(cli(args).stdout)  # the same run continues after its 10 rows
+    assert (second["rows"], second["resumed_from"], second["status"], second["run_id"]) == (
+        15, 10, "done", first["run_id"])
+    _, schema = read_table(db)
+    assert [name for name, *_ in schema][:3] == ["id", "language", "anger"]  # --keep narrowed the columns
+    assert query(db, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM scores") == [(25, 25, 100, 124)]
