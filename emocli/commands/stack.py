@@ -67,7 +67,7 @@ def stack_command(
     metrics = result.dev_metrics
     scores = f"dev macro-F1 {metrics['macro_f1']:.3f}, micro-F1 {metrics['micro_f1']:.3f}; " if metrics else ""
     out_console.print(f"stack of {len(member)} members saved to {result.out_dir}" + (" (members bundled)" if bundle else ""))
-    out_console.print(scores + f"best epoch {result.best_epoch}, thresholds from {result.threshold_source} "
+    out_console.print(scores + f"best epoch {result.best_epoch}, thresholds from {result.threshold_source}: "
                       + ", ".join(f"{label} {t:.2f}" for label, t in zip(result.labels, result.thresholds))
                       + f", {result.wall_s:.0f}s")
     if register:
