@@ -67,6 +67,7 @@ def language_from_filename(path: Path) -> str | None:
 
 CSV_BLOCK_BYTES = 8 << 20  # type inference looks at the first block: a big one makes later surprises rarer
 CSV_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
+PARQUET_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ def _parquet_batches(source: InputFile, columns, start_row, batch_rows, string_c
     import pyarrow.parquet as pq
 
     try:
-        pfile = pq.ParquetFile(str(source.path))
+        # buffered column reads: without them a whole row group's column chunks sit in memory at once
+        pfile = pq.ParquetFile(str(source.path), buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
         meta = pfile.metadata
         first_group, first_row = 0, 0
         while first_group < meta.num_row_groups and first_row + meta.row_group(first_group).num_rows <= start_row:
