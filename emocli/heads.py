@@ -81,7 +81,7 @@ class SmallOptions:
     """Sizes of the small model; the embedding is the base encoder's, projected down to embedding_dim."""
 
     embedding_dim: int = 128
-    conv_channels: int = 64  # 64/64 tags 3x faster than 128/128 on CPU at the same dev macro-F1 (benchmarks/)
+    conv_channels: int = 64  # 64/64: ~3x the CPU throughput of 128/128, -0.035 dev macro-F1 (benchmarks/results)
     lstm_hidden: int = 64
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     dropout: float = 0.1
