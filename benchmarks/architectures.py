@@ -3,7 +3,7 @@
 Same protocol as benchmarks/quality.py: a fixed subset of train/eng.csv trains, a disjoint *tune* subset of
 train drives early stopping and per-class thresholds, and the official dev/eng.csv is scored once.
 - linear / cnn-bilstm-attn / label-attention: the packaged MiniLM fine-tuned by `emocli.train.finetune`
-  (weighted-bce, the default recipe), `--head` choosing the head;
+  (weighted-bce loss, shuffle sampler, pinned by --loss/--sampler), `--head` choosing the head;
 - small: `--arch small` (MiniLM's embedding matrix projected to 128 dims -> conv -> BiLSTM -> attention);
 - small+distill: the same, plus `--teacher <linear model of the same seed> --unlabeled <train/eng rows used
   neither for train nor tune, labels dropped>`;
@@ -50,6 +50,7 @@ def unlabeled_file(train_rows: int, tune_rows: int, workdir: Path) -> str:
 def finetune_run(name: str, seed: int, args, train, tune, workdir: Path, **arch) -> tuple[Path, float]:
     from emocli.distill import DistillConfig
     from emocli.heads import ArchitectureConfig
+    from emocli.losses import LossConfig
     from emocli.train import TrainConfig, finetune
 
     small = arch.get("arch") == "small"
@@ -58,6 +59,7 @@ def finetune_run(name: str, seed: int, args, train, tune, workdir: Path, **arch)
         train=tuple(train), dev=tuple(tune), out=out, seed=seed, batch_size=args.batch_size,
         epochs=args.small_epochs if small else args.epochs, learning_rate=args.small_lr if small else args.lr,
         max_length=args.max_length, patience=args.small_patience if small else args.epochs, progress=False,
+        loss=LossConfig(name=args.loss), sampler=args.sampler,  # explicit: library defaults move
         architecture=ArchitectureConfig(arch=arch.get("arch", "transformer"), head=arch.get("head", "linear")),
         distill=DistillConfig(teacher=arch.get("teacher"), unlabeled=tuple(arch.get("unlabeled", ()))))
     started = time.perf_counter()
@@ -146,12 +148,13 @@ def save(results: dict) -> None:
     (RESULTS / f"{stem}.md").write_text(markdown(results), encoding="utf-8")
 
 
-def merge(from_stem: str, into_stem: str, note: str) -> None:
-    """Fold a later run (e.g. the small model re-run with new defaults) into the main results file; rows and
-    throughputs it replaces are kept under '<name> (superseded)'."""
+def merge(from_stem: str, into_stem: str, note: str, only: tuple[str, ...] | None = None) -> None:
+    """Fold a later run's architectures (`only`, default all) into the main results file (e.g. the small model
+    re-run with new defaults); the rows and throughputs they replace are kept under '<name> (superseded)'."""
     source = json.loads((RESULTS / f"{from_stem}.json").read_text())
     target = json.loads((RESULTS / f"{into_stem}.json").read_text())
     target["args"]["stem"] = into_stem
+    source["rows"] = [row for row in source["rows"] if only is None or row["architecture"] in only]
     rerun = {row["architecture"] for row in source["rows"]}
     for row in target["rows"]:
         if row["architecture"] in rerun:
@@ -189,6 +192,8 @@ def main() -> None:
     parser.add_argument("--tune-rows", type=int, default=250)
     parser.add_argument("--throughput-texts", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loss", default="weighted-bce")
+    parser.add_argument("--sampler", default="shuffle")
     parser.add_argument("--skip", nargs="*", default=[], help="architectures to leave out")
     parser.add_argument("--teacher", help="one fixed teacher dir for small+distill (default: the seed's linear model)")
     parser.add_argument("--stem", default="architectures", help="results file benchmarks/results/<stem>.json")
@@ -215,7 +220,7 @@ def main() -> None:
                   f"other train rows (early stopping + thresholds), scored on dev/eng (115 rows); transformers: "
                   f"{args.epochs} epochs, lr {args.lr}; small: up to {args.small_epochs} epochs (patience "
                   f"{args.small_patience}), lr {args.small_lr}; batch {args.batch_size}, max_length "
-                  f"{args.max_length}, weighted-bce; {args.threads} torch thread(s)"),
+                  f"{args.max_length}, {args.loss} loss, {args.sampler} sampler; {args.threads} torch thread(s)"),
         "not_run": [],
     }
     dev = dev_files(["eng"])

@@ -107,6 +107,9 @@ def test_stack_command_trains_saves_and_reloads_with_identical_scores(cli, membe
         stored = torch.tensor(con.execute(f"SELECT {', '.join(LABELS)} FROM scores ORDER BY id").fetchall())
         assert con.execute("SELECT model FROM runs").fetchone()[0] == "my-stack"
     torch.testing.assert_close(stored, first, atol=1e-5, rtol=1e-4)
+    evaluated = cli(["evaluate", "--model", "my-stack", "--data", data[1], "--json"])
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["rows"] == 32
 
 
 def test_member_with_changed_weights_is_refused_by_fingerprint(members, data, tmp_path):
