@@ -94,6 +94,13 @@ def throughput(model_dir: Path, texts: list[str], repeats: int) -> float:
     return len(texts) / best
 
 
+def throughput_sets(results: dict) -> list[dict]:
+    """Throughput measurements, best first: {"note", "texts_per_s"}; each includes MiniLM ("linear")."""
+    own = {"note": f"measured in this run after seed {results['args']['seeds'][0]} ({results['machine']})",
+           "texts_per_s": results["throughput"]}
+    return [*results.get("throughput_sets", []), own]
+
+
 def interleaved_throughput(models: list[tuple[str, Path]], texts: list[str], rounds: int) -> dict[str, float]:
     """Best texts/s per model over `rounds` rounds that alternate the models (the shared CPU's load drifts)."""
     best = {name: 0.0 for name, _ in models}
@@ -117,22 +124,23 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def markdown(results: dict) -> str:
-    interleaved = results.get("throughput_interleaved", {})
+    sets = throughput_sets(results)
     lines = [f"# emocli architectures on BRIGHTER English ({results['finished_at']})", "",
              f"Machine: {results['machine']}", "", f"Setup: {results['setup']}", "",
              "| architecture | seeds | dev macro-F1 | dev micro-F1 | train wall s/run | tag CPU texts/s (1 thread) | vs MiniLM |",
              "|---|---|---|---|---|---|---|"]
     for row in sorted(results["summary"], key=lambda r: -r["macro_f1"][0]):
+        name = row["architecture"].split("(")[0] if row["architecture"].startswith("stack(") else row["architecture"]
         # a speed is compared with MiniLM's ("linear") from the same measurement
-        speeds = interleaved if row["architecture"] in interleaved else results["throughput"]
-        speed = speeds.get(row["architecture"]) or speeds.get(row["architecture"].split("(")[0])  # stack(a+b+c)
-        base = speeds.get("linear")
+        speeds = next((t["texts_per_s"] for t in sets if name in t["texts_per_s"]), {})
+        speed, base = speeds.get(name), speeds.get("linear")
         ratio = f"{speed / base:.1f}x" if speed and base else "-"
         lines.append(f"| {row['architecture']} | {len(row['seeds'])} | **{row['macro_f1'][0]:.3f}** ± "
                      f"{row['macro_f1'][1]:.3f} | {row['micro_f1'][0]:.3f} ± {row['micro_f1'][1]:.3f} | "
                      f"{row['wall_s'][0]:.0f} | {speed if speed else '-'} | {ratio} |")
-    if results.get("throughput_interleaved"):
-        lines += ["", f"Throughput: {results['throughput_note']}"]
+    lines += ["", "Throughput (each architecture's speed comes from the first measurement that has it):"]
+    lines += [f"{i}. {t['note']}: " + ", ".join(f"{k} {v}" for k, v in t["texts_per_s"].items())
+              for i, t in enumerate(sets, 1)]
     for merged in results.get("merged_runs", []):
         lines += ["", f"Merged run `{merged['from']}`: {merged['note']} ({merged['setup']})"]
     lines += ["", *results.get("notes", [])]
@@ -161,7 +169,9 @@ def merge(from_stem: str, into_stem: str, note: str, only: tuple[str, ...] | Non
             row["architecture"] += " (superseded)"
     target["throughput"] = {(f"{k} (superseded)" if k in rerun else k): v for k, v in target["throughput"].items()}
     target["rows"] += source["rows"]
-    target["throughput"].update({k: v for k, v in source["throughput"].items() if k in rerun})
+    target.setdefault("throughput_sets", []).append({"note": f"measured in run `{from_stem}` after seed "
+                                                             f"{source['args']['seeds'][0]} ({source['machine']})",
+                                                     "texts_per_s": source["throughput"]})
     target.setdefault("merged_runs", []).append({"from": from_stem, "machine": source["machine"],
                                                  "setup": source["setup"], "args": source["args"], "note": note})
     save(target)
@@ -229,10 +239,9 @@ def main() -> None:
     if args.throughput_only:
         results = json.loads((RESULTS / f"{args.stem}.json").read_text())
         models = [(name, Path(path)) for name, path in args.also_throughput]
-        results["throughput_interleaved"] = interleaved_throughput(models, texts, args.rounds)
-        results["throughput_note"] = (f"tag engine (emocli.infer.score_batch) on {len(texts)} dev/eng texts, 1 torch "
-                                      f"thread, fp32; best of {args.rounds} rounds alternating the models; "
-                                      f"{machine()}")
+        results.setdefault("throughput_sets", []).insert(0, {
+            "note": f"best of {args.rounds} rounds alternating the models ({machine()})",
+            "texts_per_s": interleaved_throughput(models, texts, args.rounds)})
         results["args"]["stem"] = args.stem
         save(results)
         return
