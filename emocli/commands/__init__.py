@@ -18,3 +18,13 @@ def register_all(app: typer.Typer) -> None:
                 continue  # command group not written yet
             raise
         module.register(app)
+    _reflow_command_helps(app)
+
+
+def _reflow_command_helps(app: typer.Typer) -> None:
+    """Commands documented by their docstring get it reflowed, so help lines wrap at the terminal's width."""
+    from .common import reflow_help
+
+    for info in app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow_help(info.callback)

@@ -5,25 +5,14 @@ Imports neither torch nor transformers: everything here reads TOML/JSON files or
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
-from .common import err_console, out_console, print_json
+from .common import err_console, out_console, print_json, reflow_help
 
 REGISTRY_HELP = "Extra registry file (models.toml layout) that extends or overrides the registry; repeatable."
-
-
-def _help(doc: Callable | str) -> str:
-    """A docstring with each prose paragraph on one line (Typer's rich mode keeps single line breaks).
-
-    Indented paragraphs (the examples) keep their lines.
-    """
-    text = doc if isinstance(doc, str) else (doc.__doc__ or "")
-    paragraphs = inspect.cleandoc(text).split("\n\n")
-    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split()) for p in paragraphs)
 
 
 def _registry_option():
@@ -249,11 +238,11 @@ def register(app: typer.Typer) -> None:
     models_app = typer.Typer(name="models", no_args_is_help=True, rich_markup_mode="rich",
                              context_settings={"help_option_names": ["-h", "--help"]})
 
-    @models_app.callback(help=_help(MODELS_HELP))
+    @models_app.callback(help=reflow_help(MODELS_HELP))
     def _models(ctx: typer.Context, registry: Optional[list[Path]] = _registry_option()) -> None:
         ctx.obj = {"registry": list(registry or [])}
 
-    models_app.command("list", help=_help(list_models))(list_models)
-    models_app.command("pull", help=_help(pull))(pull)
-    models_app.command("info", help=_help(info))(info)
+    models_app.command("list", help=reflow_help(list_models))(list_models)
+    models_app.command("pull", help=reflow_help(pull))(pull)
+    models_app.command("info", help=reflow_help(info))(info)
     app.add_typer(models_app, name="models")
