@@ -283,7 +283,8 @@ def test_cli_rows_from_a_data_file(cli, trigger_model_dir, tmp_path):
         cli(["explain", "-m", trigger_model_dir, "--data", data, "--id", "1", "--text-col", "body"]))
 
 
-def test_cli_error_lines(cli, trigger_model_dir, tmp_path):
+def test_cli_error_lines(cli, trigger_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a ./emotions.duckdb in the caller's directory would switch explain to corpus mode
     assert "unknown label 'rage'" in one_error_line(cli(["explain", "-m", trigger_model_dir, "-l", "rage", "x"]))
     assert "not a directory, a registry name" in one_error_line(cli(["explain", "-m", tmp_path / "nope", "x"]))
     assert "unknown method" in one_error_line(cli(["explain", "-m", trigger_model_dir, "--method", "shap", "x"]))
