@@ -35,7 +35,7 @@ from .heads import CONFIG_FILE, WEIGHTS_FILE, LabelledConfig
 from .labelled import DataSpec, LabelledData, load_labelled
 from .losses import LossConfig, MultiLabelLoss, label_cooccurrence
 from .metrics import compute_metrics
-from .thresholds import ThresholdConfig, dev_supports_tuning, tune_thresholds
+from .thresholds import ThresholdConfig, choose_threshold_source, tune_thresholds
 
 ARCHITECTURE = "stack"
 MEMBERS_DIR = "members"
@@ -395,17 +395,6 @@ def train_meta(spec: StackSpec, config: StackConfig, train_x: list[np.ndarray], 
     return fit
 
 
-def _threshold_source(config: StackConfig, dev: LabelledData | None) -> str:
-    if config.thresholds.mode == "fixed":
-        return "fixed"
-    source = config.thresholds.source
-    if source == "dev" and dev is None:
-        raise InputError("--threshold-source dev needs dev data", hint="pass --dev FILE, or use --threshold-source cv")
-    if source == "auto":
-        return "dev" if dev is not None and dev_supports_tuning(dev.targets, dev.mask, config.thresholds) else "cv"
-    return source
-
-
 def _cv_scores(spec: StackSpec, config: StackConfig, train_x: list[np.ndarray], train: LabelledData,
                epochs: int) -> np.ndarray:
     """Out-of-fold meta-learner scores on train (cheap: the member features are already computed)."""
@@ -450,7 +439,7 @@ def build_stack(config: StackConfig) -> StackResult:
     torch.manual_seed(config.seed)
     train = load_labelled(config.train, config.data)
     dev = load_labelled(config.dev, config.data, labels=train.labels) if config.dev else None
-    source = _threshold_source(config, dev)
+    source = choose_threshold_source(config.thresholds, dev)
     members, member_dirs = _load_members(config.members, config.device)
     primary = members[0]
     max_length = primary.info.max_length
