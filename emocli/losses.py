@@ -20,7 +20,7 @@ CLASS_WEIGHTS = ("inverse", "sqrt-inverse", "effective-number")
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "weighted-bce"
+    name: str = "focal"
     class_weights: str = "sqrt-inverse"
     effective_beta: float = 0.999
     focal_gamma: float = 2.0

@@ -47,10 +47,10 @@ class TrainConfig:
     base: str | None = None  # registry name, Hub id or directory; None: the registry's default_base
     data: DataSpec = DataSpec()
     loss: LossConfig = LossConfig()
-    thresholds: ThresholdConfig = ThresholdConfig()
+    thresholds: ThresholdConfig = ThresholdConfig(mode="fixed")  # per-class tuning on a small dev lost at full scale
     architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.heads)
     distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.distill)
-    sampler: str = "label-balanced"
+    sampler: str = "shuffle"
     epochs: int = 5
     batch_size: int = 16
     learning_rate: float = 1e-4

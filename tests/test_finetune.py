@@ -67,7 +67,7 @@ def test_model_dir_holds_history_curves_and_metadata(finetuned_model_dir, bright
     assert meta["labels"] == list(ENG) and len(meta["thresholds"]) == 5
     assert all(0.05 <= t <= 0.95 for t in meta["thresholds"])
     assert meta["threshold_source"] == "dev" and meta["max_length"] == 64
-    assert meta["loss"]["name"] == "weighted-bce" and meta["sampler"] == "label-balanced"
+    assert meta["loss"]["name"] == "focal" and meta["sampler"] == "shuffle"  # the defaults
     assert meta["training"]["max_steps"] == 40
     train_file = str(brighter / "train" / "eng.csv")
     assert meta["data"]["train"][train_file] == file_sha256(brighter / "train" / "eng.csv")
@@ -103,6 +103,7 @@ def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, bright
     pl.concat([frame.filter(pl.col("disgust") == 1).head(6), frame.head(90)]).write_csv(afr)
     out = tmp_path / "mixed"
     result = cli(["finetune", "--base", tiny_model_dir, "--train", str(tmp_path / "train" / "*.csv"), "--out", out,
+                  "--thresholds", "per-class",
                   "--epochs", "1", "--max-length", "32", "--quiet", "--register", "mixed-test", "--json"])
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -239,6 +239,8 @@ def test_finetune_builds_saves_and_evaluates_custom_architectures(cli, tiny_mode
 def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_path):
     """The teacher says 'anger' for every text; the labelled data says anger only with 'furious'."""
     from emocli.distill import DistillConfig, read_texts
+    from emocli.losses import LossConfig
+    from emocli.thresholds import ThresholdConfig
     from emocli.train import TrainConfig, finetune, predict_scores
 
     train, dev = toy_files(tmp_path)
@@ -254,7 +256,9 @@ def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_
     def student(distill):
         config = TrainConfig(train=(str(train),), dev=(str(dev),), out=tmp_path / f"student-{bool(distill.teacher)}",
                              base=str(tiny_model_dir), epochs=6, batch_size=16, learning_rate=3e-3, progress=False,
-                             patience=6, architecture=heads.ArchitectureConfig(arch="small"), distill=distill)
+                             patience=6, architecture=heads.ArchitectureConfig(arch="small"), distill=distill,
+                             loss=LossConfig(name="weighted-bce"), sampler="label-balanced",  # the recipe it was tuned on
+                             thresholds=ThresholdConfig(mode="per-class"))
         model = load_model(finetune(config).out_dir)
         return predict_scores(model.module, model.tokenizer, texts, max_length=64)[:, 0]
 
