@@ -13,14 +13,6 @@ from emocli.train import EvalConfig, TrainConfig, evaluate, finetune
 ENG = ("anger", "fear", "joy", "sadness", "surprise")
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def subset(src, dst, rows):
     dst.parent.mkdir(parents=True, exist_ok=True)
     pl.read_csv(src).head(rows).write_csv(dst)
@@ -94,7 +86,7 @@ def test_evaluate_cli(cli, finetuned_model_dir, brighter, tmp_path):
     assert both["per_class"]["surprise"]["known"] == report["per_class"]["surprise"]["known"]
 
 
-def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, brighter, tmp_path, one_thread):
+def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, brighter, tmp_path, one_torch_thread):
     from emocli.registry import load_registry
 
     eng = subset(brighter / "train" / "eng.csv", tmp_path / "train" / "eng.csv", 48)
@@ -117,7 +109,7 @@ def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, bright
 
 @pytest.mark.parametrize("loss, sampler", [("bce", "shuffle"), ("focal", "label-balanced"),
                                            ("asymmetric", "shuffle"), ("hybrid", "label-balanced")])
-def test_each_loss_trains_on_tiny_model(tiny_model_dir, brighter, tmp_path, loss, sampler, one_thread):
+def test_each_loss_trains_on_tiny_model(tiny_model_dir, brighter, tmp_path, loss, sampler, one_torch_thread):
     from emocli.losses import LossConfig
     from emocli.thresholds import ThresholdConfig
 
@@ -132,7 +124,7 @@ def test_each_loss_trains_on_tiny_model(tiny_model_dir, brighter, tmp_path, loss
     assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in result.history]
 
 
-def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, brighter, tmp_path, monkeypatch, one_thread):
+def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, brighter, tmp_path, monkeypatch, one_torch_thread):
     monkeypatch.chdir(tmp_path)
     subset(brighter / "train" / "eng.csv", tmp_path / "train.csv", 40)
     result = cli(["finetune", "--base", tiny_model_dir, "--max-steps", "2", "--thresholds", "fixed", "--quiet"])
