@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -133,12 +135,7 @@ def stats(walls: list[float], cpus: list[float]) -> dict:
 def machine() -> dict:
     import duckdb
 
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "duckdb": duckdb.__version__, "platform": platform.platform(),
             "note": "2-core machine shared with other developers' jobs while measuring"}

@@ -25,19 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
