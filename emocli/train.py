@@ -47,13 +47,14 @@ class TrainConfig:
     base: str | None = None  # registry name, Hub id or directory; None: the registry's default_base
     data: DataSpec = DataSpec()
     loss: LossConfig = LossConfig()
-    thresholds: ThresholdConfig = ThresholdConfig(mode="fixed")  # per-class tuning on a small dev lost at full scale
+    thresholds: ThresholdConfig = ThresholdConfig()  # per-class: with the asymmetric loss, the best measured
     architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.heads)
     distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.distill)
     sampler: str = "shuffle"
     epochs: int = 5
     batch_size: int = 16
     learning_rate: float = 1e-4
+    head_learning_rate: float | None = None  # None: learning_rate; a fresh head often wants more than the encoder
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_length: int = 64
@@ -254,6 +255,22 @@ def _progress(config: TrainConfig, enabled: bool):
     )
 
 
+def _parameter_groups(module, config: TrainConfig) -> list[dict]:
+    """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    prefix = getattr(module, "base_model_prefix", "") or ""
+    encoder = getattr(module, prefix, None) if prefix else None
+    encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else None
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in module.named_parameters():
+        is_head = encoder_ids is not None and id(param) not in encoder_ids
+        groups.setdefault((is_head, any(k in name for k in no_decay)), []).append(param)
+    head_lr = config.head_learning_rate or config.learning_rate
+    return [{"params": params, "weight_decay": 0.0 if decay_free else config.weight_decay,
+             "lr": head_lr if is_head else config.learning_rate}
+            for (is_head, decay_free), params in sorted(groups.items())]
+
+
 def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: LabelledData | None,
          out_dir: Path | None) -> tuple[_Fit, Any]:
     """Train one model; with dev, keep the epoch with the best dev macro-F1 and stop after `patience` worse."""
@@ -275,13 +292,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
                                      max_length=config.max_length, batch_size=config.batch_size, seed=config.seed,
                                      device=str(accelerator.device))
     loader = _loader(batches, train, config)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in module.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": config.weight_decay},
-        {"params": [p for n, p in module.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(_parameter_groups(module, config), lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:

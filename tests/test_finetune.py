@@ -59,7 +59,7 @@ def test_model_dir_holds_history_curves_and_metadata(finetuned_model_dir, bright
     assert meta["labels"] == list(ENG) and len(meta["thresholds"]) == 5
     assert all(0.05 <= t <= 0.95 for t in meta["thresholds"])
     assert meta["threshold_source"] == "dev" and meta["max_length"] == 64
-    assert meta["loss"]["name"] == "focal" and meta["sampler"] == "shuffle"  # the defaults
+    assert meta["loss"]["name"] == "asymmetric" and meta["sampler"] == "shuffle"  # the defaults
     assert meta["training"]["max_steps"] == 40
     train_file = str(brighter / "train" / "eng.csv")
     assert meta["data"]["train"][train_file] == file_sha256(brighter / "train" / "eng.csv")
@@ -132,3 +132,20 @@ def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, bright
     assert "train.csv" in result.stderr  # says which file it found
     meta = json.loads((tmp_path / "emocli-model" / "emocli.json").read_text())
     assert meta["thresholds"] == [0.5] * 5 and "dev F1" not in result.stdout
+
+
+def test_head_learning_rate_applies_to_the_new_head_only():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from emocli.train import TrainConfig, _parameter_groups
+
+    module = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                      intermediate_size=32, num_labels=3))
+    groups = _parameter_groups(module, TrainConfig(train=("x.csv",), learning_rate=1e-4, head_learning_rate=1e-3))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    names = dict(module.named_parameters())
+    assert lr_of[id(names["classifier.weight"])] == 1e-3
+    assert lr_of[id(names["bert.encoder.layer.0.attention.self.query.weight"])] == 1e-4
+    assert decay_of[id(names["classifier.bias"])] == 0.0 and decay_of[id(names["classifier.weight"])] == 0.01
+    assert sum(len(g["params"]) for g in groups) == len(names)
