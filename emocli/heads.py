@@ -210,10 +210,17 @@ def is_custom_module(module: Any) -> bool:
     return getattr(module, "emocli_config", None) is not None
 
 
+def save_weights(module, path: Path) -> None:
+    """safetensors of a module's state, as standalone CPU copies: on CUDA, cuDNN packs an LSTM's weights into one
+    shared buffer, which safetensors refuses to write as it stands."""
+    from safetensors.torch import save_file
+
+    save_file({name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in module.state_dict().items()},
+              str(path), metadata={"format": "pt"})
+
+
 def save_custom(out_dir: Path, module, tokenizer, info) -> Path:
     """Write a custom model directory: safetensors weights, architecture config, tokenizer, emocli.json."""
-    from safetensors.torch import save_model as save_safetensors
-
     from .model import write_model_info
 
     config: ArchConfig = module.emocli_config
@@ -221,7 +228,7 @@ def save_custom(out_dir: Path, module, tokenizer, info) -> Path:
         raise InputError(f"the model has labels {list(config.labels)} but emocli.json would say {list(info.labels)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_safetensors(module, str(out_dir / WEIGHTS_FILE))
+    save_weights(module, out_dir / WEIGHTS_FILE)
     (out_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(out_dir)
     write_model_info(out_dir, replace(info, architecture=config.architecture))

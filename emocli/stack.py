@@ -184,7 +184,8 @@ class StackModel(nn.Module):
         return features
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, **_):
-        logits, pooled = self.meta(self.member_features(input_ids, attention_mask))
+        dtype = next(self.meta.parameters()).dtype  # bf16/fp16 when loaded so on a GPU; features come as fp32
+        logits, pooled = self.meta([f.to(dtype) for f in self.member_features(input_ids, attention_mask)])
         return HeadOutput(loss=multilabel_loss(logits, labels), logits=logits, pooled=pooled)
 
 
@@ -256,8 +257,7 @@ def _check_member(stack_dir: Path, index: int, ref: MemberRef) -> Path:
 
 def save_stack(out_dir: Path, module: StackModel, info, member_dirs: list[Path], bundle: bool) -> Path:
     """Write the stack directory; with bundle, copy the members into it and reference them relatively."""
-    from safetensors.torch import save_model as save_safetensors
-
+    from .heads import save_weights
     from .model import write_model_info
 
     out_dir = Path(out_dir)
@@ -272,7 +272,7 @@ def save_stack(out_dir: Path, module: StackModel, info, member_dirs: list[Path],
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("history.jsonl", "*.png"))
             refs.append(replace(ref, path=f"{MEMBERS_DIR}/m{i}"))
         spec = replace(spec, members=tuple(refs))
-    save_safetensors(module.meta, str(out_dir / WEIGHTS_FILE))
+    save_weights(module.meta, out_dir / WEIGHTS_FILE)
     (out_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
     module.tokenizer.save_pretrained(out_dir)
     write_model_info(out_dir, replace(info, architecture=ARCHITECTURE))

@@ -296,3 +296,16 @@ def test_tag_scores_custom_models_like_load_model_does(cli, tiny_model_dir, tmp_
     model = load_model(model_dir)
     expected = predict_scores(model.module, model.tokenizer, TEXTS * 3, max_length=32)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
+
+
+def test_weights_that_share_one_buffer_are_saved_as_separate_tensors(tmp_path):
+    """cuDNN packs a CUDA LSTM's weights into one buffer; safetensors refuses shared storage as it stands."""
+    from safetensors.torch import load_file
+
+    buffer = torch.arange(12, dtype=torch.float32)
+    module = torch.nn.Module()
+    module.a = torch.nn.Parameter(buffer[:6].view(2, 3))
+    module.b = torch.nn.Parameter(buffer[6:])
+    heads.save_weights(module, tmp_path / "w.safetensors")
+    saved = load_file(str(tmp_path / "w.safetensors"))
+    assert torch.equal(saved["a"], buffer[:6].view(2, 3)) and torch.equal(saved["b"], buffer[6:])

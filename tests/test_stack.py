@@ -205,3 +205,13 @@ def test_member_with_another_tokenizer_gets_the_text_re_tokenized(members, data,
     torch.testing.assert_close(features[1][:, -len(LABELS):], expected)
     torch.testing.assert_close(scores_of(stack, [text, "dinner was wow ."])[0], scores_of(stack, [text])[0],
                                atol=2e-5, rtol=1e-4)
+
+
+def test_a_stack_loaded_in_bf16_scores_like_fp32(members, data, tmp_path):
+    """What a GPU does by default (--dtype auto is bf16 there): members and meta-learner in bf16, same scores
+    within bf16's precision."""
+    out = tmp_path / "stack"
+    build(members, data, out, epochs=3)
+    expected = scores_of(load_model(out), TEXTS)
+    got = scores_of(load_model(out, dtype="bf16"), TEXTS).float()
+    torch.testing.assert_close(got, expected, atol=0.03, rtol=0)
