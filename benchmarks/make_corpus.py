@@ -11,6 +11,7 @@ written in chunks, one Parquet row group each, so memory stays flat whatever N i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brighter"
+DEFAULT_DATA = Path(os.environ.get("EMOCLI_BRIGHTER",
+                                  Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "brighter"))
 CHUNK_ROWS = 250_000
 YEAR_START = np.datetime64("2025-01-01T00:00:00", "s")
 SECONDS_IN_YEAR = 365 * 24 * 3600

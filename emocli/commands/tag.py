@@ -78,7 +78,7 @@ def tag_command(
     max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
                                              help="Tokens per text; longer texts are truncated and flagged (default: the model's)."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1,
-                                               help="Padded tokens per forward pass (default: 4096 on CPU, 65536 on GPU)."),
+                                               help="Padded tokens per forward pass (default: 4096 on CPU, 131072 on GPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     quantize: bool = typer.Option(False, "--quantize",
@@ -87,7 +87,7 @@ def tag_command(
                                           help="CPU threads for the model (default: all cores)."),
     window_rows: Optional[int] = typer.Option(None, "--window-rows", min=1,
                                               help="Rows sorted by length and committed together "
-                                                   "(default: 4096 on CPU, 32768 on GPU)."),
+                                                   "(default: 4096 on CPU, 65536 on GPU)."),
     resume: bool = typer.Option(True, "--resume/--overwrite",
                                 help="Continue the same run after a crash, or drop the table and start afresh."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Tag at most this many rows (of the run)."),
