@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality import DATA, RESULTS, dev_files, machine, score, split_files  # noqa: E402
+from quality import DATA, RESULTS, dev_files, machine, score, split_files, train_stack  # noqa: E402
 
 TRANSFORMER_HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 
@@ -68,12 +68,7 @@ def finetune_run(name: str, seed: int, args, train, tune, workdir: Path, **arch)
 
 
 def stack_run(seed: int, members: list[Path], tune, workdir: Path) -> tuple[Path, float]:
-    from emocli.stack import StackConfig, build_stack
-
-    out = workdir / f"stack-{seed}"
-    started = time.perf_counter()
-    build_stack(StackConfig(members=tuple(map(str, members)), train=tuple(tune), out=out, seed=seed, progress=False))
-    return out, time.perf_counter() - started
+    return train_stack(members, tune, workdir / f"stack-{seed}", seed)
 
 
 def throughput(model_dir: Path, texts: list[str], repeats: int) -> float:
@@ -178,7 +173,7 @@ def merge(from_stem: str, into_stem: str, note: str, only: tuple[str, ...] | Non
 
 
 def record(results: dict, name: str, seed: int, model_dir: Path, wall: float, dev: list[str]) -> None:
-    row = {"architecture": name, "seed": seed, "wall_s": round(wall, 1), **score(model_dir, dev, None)}
+    row = {"architecture": name, "seed": seed, "wall_s": round(wall, 1), **score(model_dir, dev, None, "cpu")}
     meta = json.loads((model_dir / "emocli.json").read_text())
     if meta["architecture"] == "small":
         small = meta["training"]["architecture"]["small"]
@@ -247,7 +242,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="emocli-arch-") as tmp:
         workdir = Path(tmp)
-        train, tune = split_files(["eng"], args.train_rows, args.tune_rows, workdir)
+        train, tune, _ = split_files(["eng"], args.train_rows, args.tune_rows, workdir)
         unlabeled = unlabeled_file(args.train_rows, args.tune_rows, workdir)
         for seed in args.seeds:
             models: dict[str, Path] = {}

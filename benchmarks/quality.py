@@ -106,9 +106,13 @@ def score(model_dir: Path, dev: list[str], threshold: float | None, device: str)
     from emocli.train import EvalConfig, evaluate
 
     report = evaluate(EvalConfig(model=str(model_dir), data=tuple(dev), threshold=threshold, device=device))
+    return {**f1_summary(report), "threshold_values": report["thresholds"]}
+
+
+def f1_summary(report: dict) -> dict:
+    """macro/micro F1 and per-label F1 of an evaluate() or compute_metrics() report."""
     return {"macro_f1": report["macro_f1"], "micro_f1": report["micro_f1"],
-            "f1": {label: m["f1"] for label, m in report["per_class"].items()},
-            "threshold_values": report["thresholds"]}
+            "f1": {label: m["f1"] for label, m in report["per_class"].items()}}
 
 
 def score_all(model_dir: Path, dev: list[str], holdout: list[str], threshold: float | None, device: str) -> dict:
@@ -116,24 +120,27 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], threshold: fl
     row = score(model_dir, dev, threshold, device)
     if holdout:
         pooled = score(model_dir, dev + holdout, threshold, device)
-        row["pooled"] = {k: pooled[k] for k in ("macro_f1", "micro_f1", "f1")}
+        row["pooled"] = {k: pooled[k] for k in ("macro_f1", "micro_f1", "f1")}  # without threshold_values
     return row
+
+
+def train_stack(members: list[Path], train: list[str], out: Path, seed: int) -> tuple[Path, float]:
+    """A stack of frozen members (meta-learner defaults: hybrid loss, per-class thresholds); -> (dir, wall s)."""
+    from emocli.stack import StackConfig, build_stack
+
+    started = time.perf_counter()
+    build_stack(StackConfig(members=tuple(map(str, members)), train=tuple(train), out=out, seed=seed, progress=False))
+    return out, time.perf_counter() - started
 
 
 def run_stack(recipe: str, seed: int, args, tune: list[str], dev: list[str], workdir: Path, holdout: list[str],
               models: dict[str, Path]) -> tuple[list[dict], Path]:
     """Members: this seed's models of the recipes named; the meta-learner trains on the tune split they never saw."""
-    from emocli.stack import StackConfig, build_stack
-
     members = RECIPES[recipe]["stack"]
     missing = [m for m in members if m not in models]
     if missing:
         raise SystemExit(f"recipe {recipe}: run its members first (missing: {', '.join(missing)})")
-    out = workdir / f"{recipe}-{seed}"
-    started = time.perf_counter()
-    build_stack(StackConfig(members=tuple(str(models[m]) for m in members), train=tuple(tune), out=out, seed=seed,
-                            progress=False))
-    wall = time.perf_counter() - started
+    out, wall = train_stack([models[m] for m in members], tune, workdir / f"{recipe}-{seed}", seed)
     rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": None,
              **score_all(out, dev, list(holdout), value, args.device)}
             for name, value in (("per-class (cv on tune)", None), ("fixed-0.5", 0.5))]
@@ -190,7 +197,6 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
                          holdout: list[str] = ()) -> dict:
     """Plain transformers Trainer, BCE (problem_type multi-label), 0.5 threshold; unknown labels read as 0."""
     import numpy as np
-    import polars as pl
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
@@ -226,15 +232,10 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
         return compute_metrics(scores, data.targets, data.mask, np.full(len(labels), 0.5), data.labels)
 
     model.float().eval()
-    metrics = metrics_on(dev)
     row = {"recipe": "trainer-baseline", "thresholds": "fixed-0.5", "seed": seed, "wall_s": wall,
-           "best_epoch": args.epochs, "macro_f1": metrics["macro_f1"], "micro_f1": metrics["micro_f1"],
-           "f1": {label: m["f1"] for label, m in metrics["per_class"].items()}}
+           "best_epoch": args.epochs, **f1_summary(metrics_on(dev))}
     if holdout:
-        pooled = metrics_on(dev + list(holdout))
-        row["pooled"] = {"macro_f1": pooled["macro_f1"], "micro_f1": pooled["micro_f1"],
-                         "f1": {label: m["f1"] for label, m in pooled["per_class"].items()}}
-    del pl
+        row["pooled"] = f1_summary(metrics_on(dev + list(holdout)))
     return row
 
 
