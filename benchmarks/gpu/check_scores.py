@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent.parent))
 
-from throughput import LABELS, build_default_model  # noqa: E402
+from throughput import LABELS, build_default_model, worker_emocli  # noqa: E402
 
 
 def cpu_reference(model_dir: Path, texts: list[str], max_length: int):
@@ -38,10 +37,8 @@ def cpu_reference(model_dir: Path, texts: list[str], max_length: int):
     return torch.cat(out).numpy()
 
 
-def tag(model_dir: Path, corpus: Path, db: Path, rows: int, dtype: str, device: str) -> None:
-    subprocess.run([sys.executable, "-m", "emocli.cli", "tag", str(corpus), "--model", str(model_dir), "--db", str(db),
-                    "--limit", str(rows), "--device", device, "--dtype", dtype, "--quiet", "--json"], check=True,
-                   capture_output=True)
+def tag(model_dir: Path, corpus: Path, db: Path, rows: int, dtype: str, device: str, max_length: int) -> None:
+    worker_emocli(str(model_dir), str(corpus), rows, max_length, str(db), ["--device", device, "--dtype", dtype])
 
 
 def main() -> int:
@@ -70,7 +67,7 @@ def main() -> int:
               "model": "all-MiniLM-L6-v2 + seeded 5-label head", "reference": "transformers fp32 forward on CPU"}
     for dtype in args.dtypes:
         db = work / f"{dtype}.duckdb"
-        tag(model_dir, args.corpus, db, args.rows, dtype, args.device)
+        tag(model_dir, args.corpus, db, args.rows, dtype, args.device, args.max_length)
         cols = ", ".join(f'"{l}"' for l in LABELS)
         got = duckdb.connect(str(db), read_only=True).execute(f"SELECT id, {cols} FROM scores").fetchall()
         scores = np.array([row[1:] for row in got], dtype=np.float32)

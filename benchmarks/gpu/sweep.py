@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from throughput import build_bert_base_model, build_default_model, machine  # noqa: E402
+from throughput import build_bert_base_model, build_default_model, machine, worker_emocli  # noqa: E402
 
 SETTINGS = [("default", []), ("batch-tokens 131072", ["--batch-tokens", "131072"]),
             ("batch-tokens 131072, window 65536", ["--batch-tokens", "131072", "--window-rows", "65536"]),
@@ -26,13 +25,12 @@ SETTINGS = [("default", []), ("batch-tokens 131072", ["--batch-tokens", "131072"
 
 
 def tag(model: Path, corpus: Path, rows: int, extra: list[str], db: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "emocli.cli", "tag", str(corpus), "--model", str(model), "--db", str(db),
-                           "--limit", str(rows), "--max-length", "128", "--json", "--quiet", "--overwrite", *extra],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-    summary = json.loads(proc.stdout)
-    return {"texts_per_s": summary["rows_per_s"], "seconds": summary["seconds"], "rows": summary["rows"]}
+    try:
+        result = worker_emocli(str(model), str(corpus), rows, 128, str(db), [*extra, "--overwrite"])
+    except SystemExit as exc:  # one failed setting is recorded; the others still run
+        lines = str(exc.code or "").strip().splitlines()
+        return {"error": lines[-1] if lines else "failed"}
+    return {"texts_per_s": result["texts_per_s"], "seconds": result["seconds"], "rows": result["texts"]}
 
 
 def main() -> int:
