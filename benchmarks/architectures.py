@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality import DATA, RESULTS, dev_files, machine, score, split_files, train_stack  # noqa: E402
+from quality import (DATA, RESULTS, dev_files, machine, recipe_config, score, split_files,  # noqa: E402
+                     train_stack)
 
 TRANSFORMER_HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 
@@ -49,22 +50,18 @@ def unlabeled_file(train_rows: int, tune_rows: int, workdir: Path) -> str:
 
 def finetune_run(name: str, seed: int, args, train, tune, workdir: Path, **arch) -> tuple[Path, float]:
     from emocli.distill import DistillConfig
-    from emocli.heads import ArchitectureConfig
-    from emocli.losses import LossConfig
-    from emocli.train import TrainConfig, finetune
+    from emocli.train import finetune
 
-    small = arch.get("arch") == "small"
-    out = workdir / f"{name}-{seed}"
-    config = TrainConfig(
-        train=tuple(train), dev=tuple(tune), out=out, seed=seed, batch_size=args.batch_size,
-        epochs=args.small_epochs if small else args.epochs, learning_rate=args.small_lr if small else args.lr,
-        max_length=args.max_length, patience=args.small_patience if small else args.epochs, progress=False,
-        loss=LossConfig(name=args.loss), sampler=args.sampler,  # explicit: library defaults move
-        architecture=ArchitectureConfig(arch=arch.get("arch", "transformer"), head=arch.get("head", "linear")),
-        distill=DistillConfig(teacher=arch.get("teacher"), unlabeled=tuple(arch.get("unlabeled", ()))))
+    overrides = {"loss": args.loss, "sampler": args.sampler, "arch": arch.get("arch", "transformer"),
+                 "head": arch.get("head", "linear")}
+    if arch.get("arch") == "small":
+        overrides.update(epochs=args.small_epochs, lr=args.small_lr, patience=args.small_patience)
+    else:
+        overrides["patience"] = args.epochs
+    distill = DistillConfig(teacher=arch.get("teacher"), unlabeled=tuple(arch.get("unlabeled", ())))
     started = time.perf_counter()
-    finetune(config)
-    return out, time.perf_counter() - started
+    finetune(recipe_config(overrides, args, train, tune, workdir / f"{name}-{seed}", seed, distill))
+    return workdir / f"{name}-{seed}", time.perf_counter() - started
 
 
 def stack_run(seed: int, members: list[Path], tune, workdir: Path) -> tuple[Path, float]:

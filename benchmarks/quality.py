@@ -103,10 +103,8 @@ def dev_files(langs: list[str]) -> list[str]:
 
 
 def score(model_dir: Path, dev: list[str], threshold: float | None, device: str) -> dict:
-    from emocli.train import EvalConfig, evaluate
-
-    report = evaluate(EvalConfig(model=str(model_dir), data=tuple(dev), threshold=threshold, device=device))
-    return {**f1_summary(report), "threshold_values": report["thresholds"]}
+    """Dev scores under the model's thresholds (None) or one for every label."""
+    return score_all(model_dir, dev, [], {"": threshold}, device)[""]
 
 
 def f1_summary(report: dict) -> dict:
@@ -115,13 +113,21 @@ def f1_summary(report: dict) -> dict:
             "f1": {label: m["f1"] for label, m in report["per_class"].items()}}
 
 
-def score_all(model_dir: Path, dev: list[str], holdout: list[str], threshold: float | None, device: str) -> dict:
-    """Dev scores; with a holdout split, also the scores over dev + holdout pooled (less noise to rank by)."""
-    row = score(model_dir, dev, threshold, device)
-    if holdout:
-        pooled = score(model_dir, dev + holdout, threshold, device)
-        row["pooled"] = {k: pooled[k] for k in ("macro_f1", "micro_f1", "f1")}  # without threshold_values
-    return row
+def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: dict[str, float | None],
+              device: str) -> dict[str, dict]:
+    """Dev scores under each named threshold choice; with a holdout split, also over dev + holdout pooled (less
+    noise to rank by). The model scores each split once."""
+    from emocli.train import EvalConfig, score_labelled
+
+    on_dev = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev), device=device))
+    pooled = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev + holdout), device=device)) if holdout else None
+    rows = {}
+    for name, threshold in thresholds.items():
+        report = on_dev.report(threshold)
+        rows[name] = {**f1_summary(report), "threshold_values": report["thresholds"]}
+        if pooled is not None:
+            rows[name]["pooled"] = f1_summary(pooled.report(threshold))
+    return rows
 
 
 def train_stack(members: list[Path], train: list[str], out: Path, seed: int) -> tuple[Path, float]:
@@ -141,55 +147,64 @@ def run_stack(recipe: str, seed: int, args, tune: list[str], dev: list[str], wor
     if missing:
         raise SystemExit(f"recipe {recipe}: run its members first (missing: {', '.join(missing)})")
     out, wall = train_stack([models[m] for m in members], tune, workdir / f"{recipe}-{seed}", seed)
-    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": None,
-             **score_all(out, dev, list(holdout), value, args.device)}
-            for name, value in (("per-class (cv on tune)", None), ("fixed-0.5", 0.5))]
+    scored = score_all(out, dev, list(holdout), {"per-class (cv on tune)": None, "fixed-0.5": 0.5}, args.device)
+    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": None, **row}
+            for name, row in scored.items()]
     return rows, out
+
+
+def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out: Path, seed: int,
+                  distill=None):
+    """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
+    max_length, base): every benchmark that fine-tunes builds its runs here."""
+    from emocli.distill import DistillConfig
+    from emocli.heads import ArchitectureConfig
+    from emocli.losses import LossConfig
+    from emocli.thresholds import ThresholdConfig
+    from emocli.train import TrainConfig
+
+    last = overrides.get("select") == "last"
+    thresholds = ThresholdConfig(**{"source": "dev", **overrides.get("thresholds", {})})
+    if last and thresholds.source == "dev":
+        thresholds = replace(thresholds, mode="fixed")  # no tune split seen at all: 0.5 only
+    epochs = overrides.get("epochs", args.epochs)
+    return TrainConfig(train=tuple(train), dev=() if last else tuple(tune), out=out, seed=seed,
+                       base=getattr(args, "base", None), epochs=epochs, batch_size=args.batch_size,
+                       learning_rate=overrides.get("lr", args.lr), head_learning_rate=overrides.get("head_lr"),
+                       max_length=args.max_length, patience=overrides.get("patience", epochs), progress=False,
+                       distill=distill or DistillConfig(),
+                       architecture=ArchitectureConfig(arch=overrides.get("arch", "transformer"),
+                                                       head=overrides.get("head", "linear")),
+                       sampler=overrides.get("sampler", "shuffle"),  # explicit: library defaults move
+                       loss=replace(LossConfig(), name=overrides["loss"],
+                                    **({"class_weights": overrides["class_weights"]}
+                                       if "class_weights" in overrides else {})),
+                       thresholds=thresholds)
 
 
 def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path,
                holdout: list[str] = (), models: dict[str, Path] | None = None) -> tuple[list[dict], Path]:
     from emocli.distill import DistillConfig
-    from emocli.heads import ArchitectureConfig
-    from emocli.losses import LossConfig
-    from emocli.thresholds import ThresholdConfig
-    from emocli.train import TrainConfig, finetune
+    from emocli.train import finetune
 
     overrides = RECIPES[recipe]
     models = models if models is not None else {}
     if "stack" in overrides:
         return run_stack(recipe, seed, args, tune, dev, workdir, list(holdout), models)
-    distill = DistillConfig()
+    distill = None
     if "teacher" in overrides:
         if overrides["teacher"] not in models:
             raise SystemExit(f"recipe {recipe}: run its teacher {overrides['teacher']} first")
         distill = DistillConfig(teacher=str(models[overrides["teacher"]]), unlabeled=tuple(train))
     out = workdir / f"{recipe}-{seed}"
-    last = overrides.get("select") == "last"
-    thresholds = ThresholdConfig(**{"source": "dev", **overrides.get("thresholds", {})})
-    if last and thresholds.source == "dev":
-        thresholds = replace(thresholds, mode="fixed")  # no tune split seen at all: 0.5 only
-    config = TrainConfig(train=tuple(train), dev=() if last else tuple(tune), out=out, seed=seed, base=args.base,
-                         epochs=overrides.get("epochs", args.epochs), batch_size=args.batch_size,
-                         learning_rate=overrides.get("lr", args.lr), head_learning_rate=overrides.get("head_lr"),
-                         max_length=args.max_length, patience=overrides.get("patience", overrides.get("epochs", args.epochs)),
-                         progress=False, distill=distill,
-                         architecture=ArchitectureConfig(arch=overrides.get("arch", "transformer"),
-                                                         head=overrides.get("head", "linear")),
-                         sampler=overrides.get("sampler", "shuffle"),
-                         loss=replace(LossConfig(), name=overrides["loss"],
-                                      **({"class_weights": overrides["class_weights"]}
-                                         if "class_weights" in overrides else {})),
-                         thresholds=thresholds)
+    config = recipe_config(overrides, args, train, tune, out, seed, distill)
     started = time.perf_counter()
     result = finetune(config)
     wall = time.perf_counter() - started
-    rows = []
-    choices = (("fixed-0.5", 0.5),) if thresholds.mode == "fixed" else (("per-class", None), ("fixed-0.5", 0.5))
-    for name, value in choices:
-        rows.append({"recipe": recipe, "thresholds": name if name == "fixed-0.5" else f"per-class ({result.threshold_source})",
-                     "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch,
-                     **score_all(out, dev, list(holdout), value, args.device)})
+    choices = {"fixed-0.5": 0.5} if config.thresholds.mode == "fixed" else {
+        f"per-class ({result.threshold_source})": None, "fixed-0.5": 0.5}
+    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch, **row}
+            for name, row in score_all(out, dev, list(holdout), choices, args.device).items()]
     return rows, out
 
 

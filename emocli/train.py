@@ -499,8 +499,35 @@ class EvalConfig:
     max_length: int | None = None
 
 
-def evaluate(config: EvalConfig) -> dict:
-    """Metrics of a saved model on labelled files, overall and per language; the model's thresholds by default."""
+@dataclass
+class LabelledScores:
+    """A model's scores on labelled data, so metrics under several thresholds need one forward pass."""
+    model: str
+    path: Path
+    data: LabelledData
+    scores: np.ndarray  # (n, L) probabilities
+    model_thresholds: np.ndarray  # (L,)
+    max_length: int
+
+    def report(self, threshold: float | None = None) -> dict:
+        """Metrics overall and per language, under the model's thresholds or one `threshold` for every label."""
+        data = self.data
+        thresholds = (np.full(len(data.labels), threshold) if threshold is not None else self.model_thresholds)
+        report = {"model": self.model, "path": str(self.path), "files": [str(f) for f in data.files],
+                  "skipped_texts": data.skipped_texts, "max_length": self.max_length,
+                  **compute_metrics(self.scores, data.targets, data.mask, thresholds, data.labels)}
+        languages = data.language_set
+        if len(languages) > 1:
+            report["by_language"] = {}
+            for language in languages:
+                rows = np.array([lang == language for lang in data.languages])
+                report["by_language"][language] = compute_metrics(self.scores[rows], data.targets[rows],
+                                                                  data.mask[rows], thresholds, data.labels)
+        return report
+
+
+def score_labelled(config: EvalConfig) -> LabelledScores:
+    """Load the model and the labelled files and score every text once."""
     from .hub import resolve_model
     from .model import load_model
 
@@ -511,19 +538,13 @@ def evaluate(config: EvalConfig) -> dict:
     max_length = config.max_length or model.info.max_length
     scores = predict_scores(model.module, model.tokenizer, data.texts, max_length=max_length,
                             batch_size=config.batch_size, device=device)
-    thresholds = (np.full(len(model.labels), config.threshold) if config.threshold is not None
-                  else np.array(model.info.thresholds))
-    report = {"model": resolved.name, "path": str(resolved.path), "files": [str(f) for f in data.files],
-              "skipped_texts": data.skipped_texts, "max_length": max_length,
-              **compute_metrics(scores, data.targets, data.mask, thresholds, data.labels)}
-    languages = data.language_set
-    if len(languages) > 1:
-        report["by_language"] = {}
-        for language in languages:
-            rows = np.array([lang == language for lang in data.languages])
-            report["by_language"][language] = compute_metrics(scores[rows], data.targets[rows], data.mask[rows],
-                                                              thresholds, data.labels)
-    return report
+    return LabelledScores(resolved.name, Path(resolved.path), data, scores, np.array(model.info.thresholds),
+                          max_length)
 
 
-__all__ = ["TrainConfig", "TrainResult", "EvalConfig", "finetune", "evaluate", "predict_scores", "macro_f1"]
+def evaluate(config: EvalConfig) -> dict:
+    """Metrics of a saved model on labelled files, overall and per language; the model's thresholds by default."""
+    return score_labelled(config).report(config.threshold)
+
+
+__all__ = ["TrainConfig", "TrainResult", "EvalConfig", "LabelledScores", "finetune", "evaluate", "score_labelled", "predict_scores", "macro_f1"]

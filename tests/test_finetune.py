@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from emocli.labelled import file_sha256
-from emocli.train import EvalConfig, TrainConfig, evaluate, finetune
+from emocli.train import EvalConfig, TrainConfig, evaluate, finetune, score_labelled
 
 ENG = ("anger", "fear", "joy", "sadness", "surprise")
 
@@ -28,6 +28,16 @@ def test_short_finetune_beats_a_constant_predictor(finetuned_model_dir, brighter
     assert report["roc_auc_macro"] > 0.65  # threshold-free: the ranking was learned
     meta = json.loads((finetuned_model_dir / "emocli.json").read_text())
     assert meta["dev_metrics"]["macro_f1"] == pytest.approx(report["macro_f1"], abs=1e-6)
+
+
+def test_one_scoring_reports_under_any_threshold_like_evaluate(finetuned_model_dir, brighter):
+    files = (str(brighter / "dev" / "eng.csv"), str(brighter / "dev" / "deu.csv"))
+    scored = score_labelled(EvalConfig(model=str(finetuned_model_dir), data=files))
+    for threshold in (None, 0.5, 0.2):
+        expected = evaluate(EvalConfig(model=str(finetuned_model_dir), data=files, threshold=threshold))
+        assert scored.report(threshold) == expected
+    assert scored.report(0.2)["macro_f1"] != scored.report(0.5)["macro_f1"]
+    assert set(scored.report()["by_language"]) == {"eng", "deu"}
 
 
 def test_saved_dir_reloads_in_plain_transformers_with_same_scores(finetuned_model_dir, brighter):
