@@ -121,6 +121,8 @@ class LabelAttention(nn.Module):
 class EncoderWithHead(nn.Module):
     """A transformer encoder's token states fed to a custom head."""
 
+    base_model_prefix = "encoder"  # as in transformers: the pretrained part (--head-lr trains the rest)
+
     def __init__(self, encoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder = encoder

@@ -144,18 +144,18 @@ def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, bright
     assert meta["thresholds"] == [0.5] * 5 and "dev F1" not in result.stdout
 
 
-def test_head_learning_rate_applies_to_the_new_head_only():
-    from transformers import BertConfig, BertForSequenceClassification
-
+@pytest.mark.parametrize("head", ["linear", "cnn-bilstm-attn", "label-attention"])
+def test_head_learning_rate_applies_to_the_new_head_only(head, tiny_model_dir):
+    from emocli.heads import ArchitectureConfig, build_for
     from emocli.train import TrainConfig, _parameter_groups
 
-    module = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                      intermediate_size=32, num_labels=3))
+    _, module = build_for(ArchitectureConfig(head=head), tiny_model_dir, ("a", "b", "c"))
     groups = _parameter_groups(module, TrainConfig(train=("x.csv",), learning_rate=1e-4, head_learning_rate=1e-3))
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     names = dict(module.named_parameters())
-    assert lr_of[id(names["classifier.weight"])] == 1e-3
-    assert lr_of[id(names["bert.encoder.layer.0.attention.self.query.weight"])] == 1e-4
-    assert decay_of[id(names["classifier.bias"])] == 0.0 and decay_of[id(names["classifier.weight"])] == 0.01
+    encoder = {name for name in names if name.startswith(module.base_model_prefix + ".")}
+    assert encoder and len(encoder) < len(names)
+    assert all(lr_of[id(names[n])] == (1e-4 if n in encoder else 1e-3) for n in names)
+    assert all(decay_of[id(names[n])] == (0.0 if "bias" in n.split(".")[-1] else 0.01) for n in names if "Norm" not in n)
     assert sum(len(g["params"]) for g in groups) == len(names)

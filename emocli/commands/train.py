@@ -111,7 +111,7 @@ def finetune_command(
     epochs: int = typer.Option(5, "--epochs"),
     batch_size: int = typer.Option(16, "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr", help=f"Peak learning rate (AdamW, linear warm-up, cosine decay); default 1e-4, {SMALL_LEARNING_RATE} with --arch small."),
-    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the new classification head (transformers heads); default: --lr."),
+    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the new head (all but the pretrained encoder); default: --lr."),
     weight_decay: float = typer.Option(0.01, "--weight-decay"),
     warmup_ratio: float = typer.Option(0.1, "--warmup-ratio"),
     max_length: int = typer.Option(64, "--max-length", help="Tokens per text (training and, saved, inference)."),
