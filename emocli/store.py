@@ -31,7 +31,7 @@ PROGRESS_TABLE = "emocli_progress"
 RUNS_TABLE = "runs"
 RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE}
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
-MEMORY_LIMIT = "256MB"  # inserts stream through; a small bounded buffer pool keeps the tagger's memory flat
+MEMORY_LIMIT = "64MB"  # DuckDB caches the blocks it writes up to this: at 256MB peak RSS grew with the table (benchmarks/store_rss.py)
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                   "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
