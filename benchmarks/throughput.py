@@ -37,7 +37,20 @@ def machine() -> dict:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "load_average_at_start": os.getloadavg()}
+            "torch": torch.__version__, "libraries": library_versions(), "load_average_at_start": os.getloadavg()}
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries whose behaviour moves the numbers (DuckDB's buffer pool, the tokenizer, ...)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {name: installed(name) for name in ("transformers", "tokenizers", "duckdb", "polars", "pyarrow")}
 
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
