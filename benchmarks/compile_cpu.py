@@ -1,0 +1,84 @@
+"""Does torch.compile pay for `emocli tag`'s forward passes on the CPU?
+
+Same model (packaged MiniLM + a seeded 5-label head), same length-sorted token-budget batches as `tag`, measured
+in one process: eager (what `tag` runs) against `torch.compile(dynamic=True)` (one graph for every batch shape,
+since `tag`'s batches vary in length and row count), best of --repeat passes over the batches, plus the compile
+time and the largest score difference.
+
+    python3 benchmarks/compile_cpu.py --rows 2000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from throughput import RESULTS, build_default_model, machine, read_texts  # noqa: E402
+
+
+def timed_passes(forward, batches, repeat: int) -> tuple[float, list]:
+    best, outputs = float("inf"), []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        outputs = [forward(b) for b in batches]
+        best = min(best, time.perf_counter() - started)
+    return best, outputs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS / "compile-cpu.json")
+    args = parser.parse_args()
+
+    import pyarrow as pa
+    import torch
+
+    from emocli.infer import EngineConfig, load_scorer
+    from emocli.model import load_model
+    from make_corpus import write_corpus
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="emocli_compile_"))
+    corpus = write_corpus(max(args.rows, 5000), work / "corpus.parquet")
+    scorer = load_scorer(load_model(build_default_model(work / "model"), device="cpu"),
+                         EngineConfig(max_length=args.max_length))
+    texts = read_texts(corpus, args.rows)
+    batches = scorer.plan_batches(scorer.tokenize(pa.array(texts)))
+
+    eager_s, eager_out = timed_passes(scorer.forward, batches, args.repeat)
+    scorer.module = torch.compile(scorer.module, dynamic=True)
+    started = time.perf_counter()
+    scorer.forward(batches[0])
+    first_call_s = time.perf_counter() - started
+    compiled_s, compiled_out = timed_passes(scorer.forward, batches, args.repeat)
+    diff = max(float((a - b).abs().max()) for a, b in zip(eager_out, compiled_out))
+
+    info = {"machine": machine(), "threads": args.threads, "rows": len(texts), "batches": len(batches),
+            "max_length": args.max_length, "repeat": args.repeat,
+            "eager_texts_per_s": round(len(texts) / eager_s, 1),
+            "compiled_texts_per_s": round(len(texts) / compiled_s, 1),
+            "ratio_compiled_to_eager": round(eager_s / compiled_s, 3),
+            "compile_first_call_s": round(first_call_s, 1), "max_score_difference": diff}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+    print(f"torch.compile: {info['ratio_compiled_to_eager']:.2f}x eager "
+          f"({info['compiled_texts_per_s']} vs {info['eager_texts_per_s']} texts/s), "
+          f"first call {info['compile_first_call_s']} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
