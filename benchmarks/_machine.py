@@ -1,4 +1,4 @@
-"""What every benchmark result names: the CPU it ran on."""
+"""What every benchmark result names: the CPU it ran on and the versions of the libraries that move the numbers."""
 
 from __future__ import annotations
 
@@ -14,3 +14,16 @@ def cpu_model(default: str = "unknown") -> str:
     except OSError:
         pass
     return default
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries whose behaviour moves the numbers (DuckDB's buffer pool, the tokenizer, ...)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {name: installed(name) for name in ("transformers", "tokenizers", "duckdb", "polars", "pyarrow")}

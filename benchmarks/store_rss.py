@@ -1,8 +1,9 @@
 """Peak RSS of emocli's DuckDB store alone while `tag` appends N rows, per DuckDB memory_limit.
 
 DuckDB keeps the blocks it writes in its buffer pool up to memory_limit, so a large limit makes the tagger's
-memory grow with the table. This isolates the store (no model, no reader): tag's chunk size and a tag-like schema
-(id, kept columns, 11 label scores, n_tokens, run_id), peak RSS sampled at 1M, 2M, 5M and 10M rows.
+memory grow with the table. This isolates the store (no model, no reader): tag's largest chunk (a GPU window)
+and a tag-like schema (id, kept columns, 11 label scores, n_tokens, run_id), peak RSS sampled at 1M, 2M, 5M and
+10M rows.
 
     python3 benchmarks/store_rss.py --rows 10000000 --limits 256MB 64MB 32MB
 """
@@ -28,6 +29,7 @@ def append_rows(limit: str, total: int, db: Path) -> dict:
     import numpy as np
     import pyarrow as pa
 
+    from emocli.infer import DEFAULT_WINDOW_ROWS
     from emocli.store import ChunkCounts, RunRecord, Store
 
     labels = [f"label{i}" for i in range(11)]
@@ -37,7 +39,7 @@ def append_rows(limit: str, total: int, db: Path) -> dict:
         store.begin_run(RunRecord("r", "scores", "m", None, None, tuple(labels), (0.5,) * 11, "multi_label", ("x",),
                                   "text"), [("k", "x")])
         while done < total:
-            n = min(65536, total - done)
+            n = min(DEFAULT_WINDOW_ROWS["cuda"], total - done)
             columns = {"id": pa.array([f"row{done + i}" for i in range(n)]), "language": pa.array(["eng"] * n),
                        "user_id": pa.array(rng.integers(0, 10**6, n))}
             columns |= {label: pa.array(rng.random(n, dtype=np.float32)) for label in labels}
@@ -61,7 +63,7 @@ def main() -> int:
     if args.worker:
         print(json.dumps(append_rows(args.worker[0], args.rows, Path(args.worker[1]))))
         return 0
-    from _machine import cpu_model
+    from _machine import cpu_model, library_versions
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="emocli_store_rss_") as tmp:
@@ -73,7 +75,7 @@ def main() -> int:
     for run in runs:
         first = run["peak_rss_mb_at_rows"][str(MARKS[0])]
         run["last_vs_1m"] = round(list(run["peak_rss_mb_at_rows"].values())[-1] / first, 3)
-    info = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "runs": runs,
+    info = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "libraries": library_versions()}, "runs": runs,
             "note": "store alone (no model, no reader); emocli.store.MEMORY_LIMIT is the limit tag uses"}
     args.out.write_text(json.dumps(info, indent=2) + "\n")
     return 0

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+from _machine import cpu_model, library_versions  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,19 +38,6 @@ def machine() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
             "torch": torch.__version__, "libraries": library_versions(), "load_average_at_start": os.getloadavg()}
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions of the libraries whose behaviour moves the numbers (DuckDB's buffer pool, the tokenizer, ...)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    return {name: installed(name) for name in ("transformers", "tokenizers", "duckdb", "polars", "pyarrow")}
 
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
@@ -134,24 +121,34 @@ def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_len
     return {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_s": round(len(texts) / seconds, 1)}
 
 
-def worker_ceiling(model: str, corpus: str, rows: int, max_length: int) -> dict:
+def sorted_batches(model: str, corpus: str, rows: int, max_length: int, device: str = "auto"):
+    """The first `rows` texts of a corpus, a scorer, and `tag`'s tokenization and length-sorted token-budget batches."""
     import pyarrow as pa
 
     from emocli.infer import EngineConfig, load_scorer, resolve_device
     from emocli.model import load_model
 
     texts = read_texts(Path(corpus), rows)
-    scorer = load_scorer(load_model(Path(model), device=resolve_device("auto")), EngineConfig(max_length=max_length))
+    scorer = load_scorer(load_model(Path(model), device=resolve_device(device)), EngineConfig(max_length=max_length))
     tokenized = scorer.tokenize(pa.array(texts))
-    batches = scorer.plan_batches(tokenized)
-    scorer.forward(batches[0])  # warm-up
+    return texts, scorer, tokenized, scorer.plan_batches(tokenized)
+
+
+def timed_forward(scorer, batches) -> tuple[float, list]:
+    """Seconds for one forward pass over every batch (waiting for the GPU to finish), and the outputs."""
     started = time.perf_counter()
     outputs = [scorer.forward(b) for b in batches]
     if outputs and outputs[0].is_cuda:
         import torch
 
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started, outputs
+
+
+def worker_ceiling(model: str, corpus: str, rows: int, max_length: int) -> dict:
+    texts, scorer, tokenized, batches = sorted_batches(model, corpus, rows, max_length)
+    scorer.forward(batches[0])  # warm-up
+    seconds, _ = timed_forward(scorer, batches)
     padded = sum(b.input_ids.numel() for b in batches)
     return {"texts": len(texts), "seconds": round(seconds, 3), "texts_per_s": round(len(texts) / seconds, 1),
             "tokens": tokenized.n_tokens, "padded_tokens": padded, "batches": len(batches)}
