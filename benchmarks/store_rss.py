@@ -60,6 +60,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "store_rss.json")
     parser.add_argument("--worker", nargs=2, metavar=("LIMIT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rows < MARKS[0]:
+        parser.error(f"--rows must be at least {MARKS[0]:,}: growth is measured from the 1M-row mark")
     if args.worker:
         print(json.dumps(append_rows(args.worker[0], args.rows, Path(args.worker[1]))))
         return 0
