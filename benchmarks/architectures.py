@@ -2,7 +2,7 @@
 
 Same protocol as benchmarks/quality.py: a fixed subset of train/eng.csv trains, a disjoint *tune* subset of
 train drives early stopping and per-class thresholds, and the official dev/eng.csv is scored once.
-- linear / cnn-bilstm-attn / label-attention: the packaged MiniLM fine-tuned by `emocli.train.finetune`
+- linear / cnn-bilstm-attn / label-attention: the packaged MiniLM fine-tuned by `emocli.training.finetune.finetune`
   (weighted-bce loss, shuffle sampler, pinned by --loss/--sampler), `--head` choosing the head;
 - small: `--arch small` (MiniLM's embedding matrix projected to 128 dims -> conv -> BiLSTM -> attention);
 - small+distill: the same, plus `--teacher <linear model of the same seed> --unlabeled <train/eng rows used
@@ -10,7 +10,7 @@ train drives early stopping and per-class thresholds, and the official dev/eng.c
 - stack: the three MiniLM models of the same seed (linear, cnn-bilstm-attn, label-attention) frozen under a
   BiLSTM meta-learner (hybrid loss) trained on the *tune* split (members never saw it), thresholds by 3-fold
   cv within tune, scored on dev.
-Throughput: CPU texts/s of the `tag` engine (emocli.infer.score_batch: tokenize, length-sorted batches,
+Throughput: CPU texts/s of the `tag` engine (emocli.inference.engine.score_batch: tokenize, length-sorted batches,
 forward) on dev/eng texts, per architecture, at 1 torch thread (the CPU is shared) and fp32.
 
     nice -n 10 python3 benchmarks/architectures.py --seeds 1 2 3
@@ -49,8 +49,8 @@ def unlabeled_file(train_rows: int, tune_rows: int, workdir: Path) -> str:
 
 
 def finetune_run(name: str, seed: int, args, train, tune, workdir: Path, **arch) -> tuple[Path, float]:
-    from emocli.distill import DistillConfig
-    from emocli.train import finetune
+    from emocli.training.distill import DistillConfig
+    from emocli.training.finetune import finetune
 
     overrides = {"loss": args.loss, "sampler": args.sampler, "arch": arch.get("arch", "transformer"),
                  "head": arch.get("head", "linear")}
@@ -72,8 +72,8 @@ def throughput(model_dir: Path, texts: list[str], repeats: int) -> float:
     """Texts/s of the tag engine's scoring core on CPU (best of `repeats` passes over the texts)."""
     import pyarrow as pa
 
-    from emocli.infer import EngineConfig, load_scorer, score_batch
-    from emocli.model import load_model
+    from emocli.inference.engine import EngineConfig, load_scorer, score_batch
+    from emocli.model.io import load_model
 
     scorer = load_scorer(load_model(model_dir, device="cpu"), EngineConfig(device="cpu", threads=1))
     array = pa.array(texts)
@@ -211,7 +211,7 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from emocli.model import quiet_transformers
+    from emocli.model.io import quiet_transformers
 
     torch.set_num_threads(args.threads)
     quiet_transformers()

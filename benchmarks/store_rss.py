@@ -29,8 +29,8 @@ def append_rows(limit: str, total: int, db: Path) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from emocli.infer import DEFAULT_WINDOW_ROWS
-    from emocli.store import ChunkCounts, RunRecord, Store
+    from emocli.inference.engine import DEFAULT_WINDOW_ROWS
+    from emocli.store.core import ChunkCounts, RunRecord, Store
 
     labels = [f"label{i}" for i in range(11)]
     rng = np.random.default_rng(0)
@@ -78,7 +78,7 @@ def main() -> int:
         first = run["peak_rss_mb_at_rows"][str(MARKS[0])]
         run["last_vs_1m"] = round(list(run["peak_rss_mb_at_rows"].values())[-1] / first, 3)
     info = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "libraries": library_versions()}, "runs": runs,
-            "note": "store alone (no model, no reader); emocli.store.MEMORY_LIMIT is the limit tag uses"}
+            "note": "store alone (no model, no reader); emocli.store.core.MEMORY_LIMIT is the limit tag uses"}
     args.out.write_text(json.dumps(info, indent=2) + "\n")
     return 0
 

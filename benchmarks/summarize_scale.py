@@ -41,7 +41,7 @@ RUN_ID = "bench-run"
 def build_store(path: Path, rows: int) -> float:
     import duckdb
 
-    from emocli.analytics import quote_ident
+    from emocli.analytics.queries import quote_ident
 
     if path.exists():
         path.unlink()
@@ -95,7 +95,7 @@ def _row_count(path: Path) -> int:
 
 def time_library(path: Path, repeat: int) -> tuple[list[float], list[float], int]:
     """Wall time and CPU time (all threads) of each call."""
-    from emocli.analytics import SummaryRequest, summarize
+    from emocli.analytics.queries import SummaryRequest, summarize
 
     walls, cpus, groups = [], [], 0
     for _ in range(repeat):

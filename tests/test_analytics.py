@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from emocli.analytics import (CooccurRequest, ExamplesRequest, SummaryRequest, cooccurrence, examples,
+from emocli.analytics.queries import (CooccurRequest, ExamplesRequest, SummaryRequest, cooccurrence, examples,
                               quote_ident, run_query, summarize)
 from emocli.errors import InputError, StoreError
 

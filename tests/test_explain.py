@@ -16,9 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from emocli.explain import (IG_RELATIVE_TOLERANCE, explain_text, path_points, score_token_ids, weighted_ridge,
+from emocli.explain.core import (IG_RELATIVE_TOLERANCE, explain_text, path_points, score_token_ids, weighted_ridge,
                             word_spans)
-from emocli.model import load_model
+from emocli.model.io import load_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
 TRIGGERS = {"anger": "furious", "joy": "delighted"}
@@ -56,7 +56,7 @@ def trigger_model_dir(tmp_path_factory, minilm_dir) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from emocli.model import ModelInfo, save_model
+    from emocli.model.io import ModelInfo, save_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small trains faster on one thread than on two busy ones
@@ -166,8 +166,8 @@ def test_single_label_models_explain_the_softmax(trigger_model, method):
                                         ("small", None)])
 def test_custom_architectures_are_explained(arch, head, tiny_model_dir, tmp_path):
     """Heads and the small model load through emocli (not transformers); both methods work on them."""
-    from emocli import heads
-    from emocli.model import ModelInfo, save_model
+    from emocli.model import heads
+    from emocli.model.io import ModelInfo, save_model
 
     tokenizer, module = heads.build_model(arch, head, tiny_model_dir, LABELS)
     info = ModelInfo(LABELS, (0.5,) * len(LABELS), max_length=32, architecture=heads.architecture_name(arch, head))
@@ -394,6 +394,6 @@ def test_corpus_explain_over_a_store_written_by_tag(cli, trigger_model, trigger_
 
 
 def test_explain_help_imports_no_torch():
-    code = "import sys; from emocli.commands import explain; import emocli.cli; print('torch' in sys.modules)"
+    code = "import sys; from emocli.cli.commands import explain; import emocli.cli.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 import torch
 
-from emocli.labelled import file_sha256
-from emocli.train import EvalConfig, TrainConfig, evaluate, finetune, score_labelled
+from emocli.training.labelled import file_sha256
+from emocli.training.finetune import EvalConfig, TrainConfig, evaluate, finetune, score_labelled
 
 ENG = ("anger", "fear", "joy", "sadness", "surprise")
 
@@ -43,8 +43,8 @@ def test_one_scoring_reports_under_any_threshold_like_evaluate(finetuned_model_d
 def test_saved_dir_reloads_in_plain_transformers_with_same_scores(finetuned_model_dir, brighter):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from emocli.model import load_model
-    from emocli.train import predict_scores
+    from emocli.model.io import load_model
+    from emocli.training.finetune import predict_scores
 
     texts = pl.read_csv(brighter / "dev" / "eng.csv")["text"].head(12).to_list()
     tokenizer = AutoTokenizer.from_pretrained(finetuned_model_dir)
@@ -97,7 +97,7 @@ def test_evaluate_cli(cli, finetuned_model_dir, brighter, tmp_path):
 
 
 def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, brighter, tmp_path, one_torch_thread):
-    from emocli.registry import load_registry
+    from emocli.hub.registry import load_registry
 
     eng = subset(brighter / "train" / "eng.csv", tmp_path / "train" / "eng.csv", 48)
     frame = pl.read_csv(brighter / "train" / "afr.csv")
@@ -120,8 +120,8 @@ def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, bright
 @pytest.mark.parametrize("loss, sampler", [("bce", "shuffle"), ("focal", "label-balanced"),
                                            ("asymmetric", "shuffle"), ("hybrid", "label-balanced")])
 def test_each_loss_trains_on_tiny_model(tiny_model_dir, brighter, tmp_path, loss, sampler, one_torch_thread):
-    from emocli.losses import LossConfig
-    from emocli.thresholds import ThresholdConfig
+    from emocli.training.losses import LossConfig
+    from emocli.training.thresholds import ThresholdConfig
 
     train = subset(brighter / "train" / "eng.csv", tmp_path / "eng.csv", 64)
     config = TrainConfig(train=(train,), dev=(str(brighter / "dev" / "eng.csv"),), out=tmp_path / "m",
@@ -146,8 +146,8 @@ def test_finetune_guesses_train_file_and_default_out(cli, tiny_model_dir, bright
 
 @pytest.mark.parametrize("head", ["linear", "cnn-bilstm-attn", "label-attention"])
 def test_head_learning_rate_applies_to_the_new_head_only(head, tiny_model_dir):
-    from emocli.heads import ArchitectureConfig, build_for
-    from emocli.train import TrainConfig, _parameter_groups
+    from emocli.model.heads import ArchitectureConfig, build_for
+    from emocli.training.finetune import TrainConfig, _parameter_groups
 
     _, module = build_for(ArchitectureConfig(head=head), tiny_model_dir, ("a", "b", "c"))
     groups = _parameter_groups(module, TrainConfig(train=("x.csv",), learning_rate=1e-4, head_learning_rate=1e-3))

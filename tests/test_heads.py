@@ -1,4 +1,4 @@
-"""Custom architectures (emocli.heads): real modules on a tiny BERT / the packaged MiniLM, real files on disk."""
+"""Custom architectures (emocli.model.heads): real modules on a tiny BERT / the packaged MiniLM, real files on disk."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from emocli import heads
+from emocli.model import heads
 from emocli.errors import InputError, ModelNotFoundError
-from emocli.model import ModelInfo, load_model, save_model
+from emocli.model.io import ModelInfo, load_model, save_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
 CHOICES = {"cnn-bilstm-attn": ("transformer", "cnn-bilstm-attn"),
@@ -209,7 +209,7 @@ def test_broken_custom_dirs_give_clear_errors(tiny_model_dir, tmp_path):
         load_model(tmp_path)
 
 
-# -- through `emocli finetune` (emocli.train) ---------------------------------------------------------------------
+# -- through `emocli finetune` (emocli.training.finetune) ---------------------------------------------------------------------
 
 def toy_files(tmp_path):
     from test_stack import write_toy_csv
@@ -238,10 +238,10 @@ def test_finetune_builds_saves_and_evaluates_custom_architectures(cli, tiny_mode
 
 def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_path):
     """The teacher says 'anger' for every text; the labelled data says anger only with 'furious'."""
-    from emocli.distill import DistillConfig, read_texts
-    from emocli.losses import LossConfig
-    from emocli.thresholds import ThresholdConfig
-    from emocli.train import TrainConfig, finetune, predict_scores
+    from emocli.training.distill import DistillConfig, read_texts
+    from emocli.training.losses import LossConfig
+    from emocli.training.thresholds import ThresholdConfig
+    from emocli.training.finetune import TrainConfig, finetune, predict_scores
 
     train, dev = toy_files(tmp_path)
     teacher = load_model(tiny_model_dir)
@@ -282,7 +282,7 @@ def test_tag_scores_custom_models_like_load_model_does(cli, tiny_model_dir, tmp_
     import duckdb
     import numpy as np
 
-    from emocli.train import predict_scores
+    from emocli.training.finetune import predict_scores
 
     tokenizer, module = build(name, tiny_model_dir)
     model_dir = heads.save_custom(tmp_path / "model", module, tokenizer, ModelInfo(LABELS, (0.5,) * 5, max_length=32))

@@ -97,7 +97,7 @@ def test_pull_by_registry_name_pins_commit_and_loads(cli, hub, test_registry, ti
     assert set(hub.downloads()) == INFERENCE_FILES
     assert all(f"/resolve/{TINY_COMMIT}/" in r.path for r in hub.requests if "/resolve/" in r.path)
 
-    from emocli.hub import find_in_cache, pull_record
+    from emocli.hub.pull import find_in_cache, pull_record
 
     snapshot = find_in_cache(TINY_REPO, "main")
     assert snapshot is not None and snapshot.name == TINY_COMMIT
@@ -109,7 +109,7 @@ def test_pull_by_registry_name_pins_commit_and_loads(cli, hub, test_registry, ti
     # the pulled model is the served model: same scores as the original directory
     import torch
 
-    from emocli.model import load_model
+    from emocli.model.io import load_model
 
     pulled, original = load_model(snapshot), load_model(tiny_model_dir)
     batch = pulled.tokenizer(["what a wonderful day", "I am scared"], return_tensors="pt", padding=True)
@@ -149,8 +149,8 @@ def test_second_pull_is_served_from_cache_without_network(cli, hub, test_registr
     assert a["commit"] == b["commit"] == TINY_COMMIT and a["path"] == b["path"]
     assert len(hub.requests) == n_requests
 
-    from emocli.hub import resolve_model
-    from emocli.registry import load_registry
+    from emocli.hub.pull import resolve_model
+    from emocli.hub.registry import load_registry
 
     resolved = resolve_model("tiny", load_registry([test_registry]))
     assert (resolved.source, resolved.commit) == ("cache", TINY_COMMIT)
@@ -173,7 +173,7 @@ def test_pull_by_repo_id_at_revision(cli, hub, isolated_home):
 
 
 def test_resolver_pulls_on_first_use(hub):
-    from emocli.hub import resolve_model
+    from emocli.hub.pull import resolve_model
 
     first = resolve_model(TINY_REPO)
     second = resolve_model(TINY_REPO)
@@ -195,7 +195,7 @@ def test_pickle_only_repo_is_refused_unless_allowed(cli, hub):
     files = {p for p in os.listdir(out["path"])}
     assert "pytorch_model.bin" in files and "config.json" in files and not any(f.endswith(".safetensors") for f in files)
 
-    from emocli.hub import pull_record
+    from emocli.hub.pull import pull_record
 
     assert pull_record(PICKLE_REPO, "main")["weights"] == "pickle"
     hub.stop()
@@ -205,7 +205,7 @@ def test_pickle_only_repo_is_refused_unless_allowed(cli, hub):
 
 
 def test_a_damaged_cache_is_pulled_again(cli, hub):
-    from emocli.hub import find_in_cache, pull_model
+    from emocli.hub.pull import find_in_cache, pull_model
 
     first = pull_model(TINY_REPO, "main", progress=False)
     link = first.path / "tokenizer.json"
@@ -268,8 +268,8 @@ def test_unreachable_endpoint_gives_one_line(tmp_path):
 def test_packaged_minilm_resolves_offline_as_multilabel_classifier():
     import torch
 
-    from emocli.hub import resolve_model
-    from emocli.model import load_for_finetune
+    from emocli.hub.pull import resolve_model
+    from emocli.model.io import load_for_finetune
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     resolved = resolve_model("all-minilm-l6-v2", role="base")

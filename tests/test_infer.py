@@ -8,8 +8,8 @@ import pyarrow.csv as pcsv
 import pytest
 
 from emocli.errors import InputError
-from emocli.infer import EngineConfig, load_scorer, score_batch, score_windows
-from emocli.model import ModelInfo, load_model, save_model
+from emocli.inference.engine import EngineConfig, load_scorer, score_batch, score_windows
+from emocli.model.io import ModelInfo, load_model, save_model
 
 TOLERANCE = 1e-5  # fp32: only the padding length differs from the reference, which moves scores by ~1e-7
 
@@ -45,7 +45,7 @@ def minilm_emotion_dir(tmp_path_factory, minilm_dir):
     """The packaged MiniLM with a seeded 5-label head: the real encoder the CPU target is about."""
     import torch
 
-    from emocli.model import load_for_finetune
+    from emocli.model.io import load_for_finetune
 
     torch.manual_seed(1)
     labels = ("anger", "fear", "joy", "sadness", "surprise")

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from emocli.errors import InputError
-from emocli.labelled import DataSpec, load_labelled
+from emocli.training.labelled import DataSpec, load_labelled
 
 
 def write_subset(src, dst, rows=40):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emocli.losses import LossConfig, MultiLabelLoss, class_weights, label_cooccurrence, supervised_contrastive
+from emocli.training.losses import LossConfig, MultiLabelLoss, class_weights, label_cooccurrence, supervised_contrastive
 
 LOGITS = torch.tensor([[0.0, 2.0], [-1.0, 1.0]])
 TARGETS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

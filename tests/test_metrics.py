@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from emocli.metrics import compute_metrics, macro_f1
+from emocli.training.metrics import compute_metrics, macro_f1
 
 LABELS = ("a", "b", "c", "d")
 

@@ -55,7 +55,7 @@ def test_malformed_registry_is_one_line(cli, tmp_path, case):
 
 
 def test_registered_local_model_is_listed_and_default(cli, tiny_model_dir):
-    from emocli.registry import ModelSpec, load_registry, register_model
+    from emocli.hub.registry import ModelSpec, load_registry, register_model
 
     register_model(ModelSpec(name="my-tiny", path=str(tiny_model_dir), description="fine-tuned here"))
     assert load_registry().default == "my-tiny"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emocli.errors import ConfigError, ModelNotFoundError
-from emocli.registry import ModelSpec, load_registry, parse_registry_file, register_model
+from emocli.hub.registry import ModelSpec, load_registry, parse_registry_file, register_model
 
 
 def test_shipped_registry_is_valid_and_has_defaults():

@@ -1,4 +1,4 @@
-"""Stacking (emocli.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
+"""Stacking (emocli.model.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-from emocli import heads
+from emocli.model import heads
 from emocli.errors import InputError, ModelNotFoundError
-from emocli.model import ModelInfo, load_model
+from emocli.model.io import ModelInfo, load_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
 TRIGGERS = ("furious", "ghost", "sunny", "funeral", "wow")
@@ -52,7 +52,7 @@ def data(tmp_path):
 
 
 def build(members, data, out, **overrides):
-    from emocli.stack import StackConfig, build_stack
+    from emocli.model.stack import StackConfig, build_stack
 
     config = StackConfig(members=tuple(map(str, members)), train=(str(data[0]),), dev=(str(data[1]),), out=out,
                          epochs=overrides.pop("epochs", 8), progress=False, **overrides)
@@ -146,7 +146,7 @@ def test_bundle_copies_members_so_the_stack_survives_their_removal(members, data
 
 def test_meta_learner_learns_from_member_features(members, data, tmp_path):
     """With a plain BCE loss the meta-learner fits the toy labels well on dev (the members' features carry the trigger words)."""
-    from emocli.losses import LossConfig
+    from emocli.training.losses import LossConfig
 
     result = build(members, data, tmp_path / "stack", epochs=30, loss=LossConfig(name="bce"), patience=30)
     assert result.dev_metrics["macro_f1"] > 0.8
@@ -173,7 +173,7 @@ def word_level_member(path, vocab_words):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    from emocli.model import save_model
+    from emocli.model.io import save_model
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {word: i for i, word in enumerate(specials + sorted(vocab_words))}

@@ -10,7 +10,7 @@ import sys
 import polars as pl
 import pytest
 
-from emocli.analytics import SummaryRequest, summarize
+from emocli.analytics.queries import SummaryRequest, summarize
 from test_analytics import ENG, ENG_THRESHOLDS, SIX, SIX_THRESHOLDS, build_store, run_spec
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent

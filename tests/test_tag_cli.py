@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_infer import TOLERANCE, reference_scores
 
-from emocli.model import ModelInfo, save_model
-from emocli.registry import ModelSpec, register_model
+from emocli.model.io import ModelInfo, save_model
+from emocli.hub.registry import ModelSpec, register_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emocli.thresholds import ThresholdConfig, best_threshold, tune_thresholds
+from emocli.training.thresholds import ThresholdConfig, best_threshold, tune_thresholds
 
 
 def test_toy_case_picks_f1_optimum():

@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from emocli.analytics import Params, SummaryRequest, parse_where, summarize
+from emocli.analytics.queries import Params, SummaryRequest, parse_where, summarize
 from emocli.errors import InputError
 from test_analytics import ENG, ENG_THRESHOLDS, build_store, run_spec
 

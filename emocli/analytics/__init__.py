@@ -1,0 +1,1 @@
+"""Analytics over the store: SQL builders and the `--where` parser (`queries`), plots."""

@@ -1,0 +1,1 @@
+"""Word attributions: LIME, integrated gradients, corpus-level aggregation (`core`)."""

@@ -1,0 +1,1 @@
+"""Scoring texts: the engine (`engine.score_batch`, the pipelined runner) and `tag` (files -> engine -> store)."""

@@ -1,0 +1,1 @@
+"""The DuckDB store: schema, runs, chunked appends with checkpoints (`core`)."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: labelled data, losses, thresholds, metrics, the accelerate loop (`finetune`), distillation."""

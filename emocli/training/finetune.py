@@ -1,0 +1,550 @@
+"""Fine-tuning and evaluation of multi-label emotion models (the library behind `finetune` and `evaluate`).
+
+    from emocli.training.finetune import TrainConfig, finetune, evaluate
+    result = finetune(TrainConfig(train=("data/train/eng.csv",), dev=("data/dev/eng.csv",), out=Path("m")))
+    report = evaluate("m", ["data/dev/eng.csv"])
+
+Training runs through `accelerate` (fp32 on CPU, bf16/fp16 on GPU, gradient accumulation, several GPUs
+under `accelerate launch`): AdamW, linear warm-up then cosine decay, early stopping on dev macro-F1,
+best checkpoint kept. torch and transformers are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emocli.training.distill import DistillConfig
+from emocli.errors import InputError
+from emocli.model.heads import ArchitectureConfig
+from emocli.training.labelled import DataSpec, LabelledData, load_labelled
+from emocli.training.losses import LossConfig, label_cooccurrence
+from emocli.training.metrics import compute_metrics, macro_f1
+from emocli.training.thresholds import ThresholdConfig, choose_threshold_source, tune_thresholds
+
+SAMPLERS = ("shuffle", "label-balanced")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+HISTORY_FILE = "history.jsonl"
+CURVES_FILE = "training_curves.png"
+DEFAULT_OUT = Path("emocli-model")
+TRAIN_GUESSES = ("train.csv", "train.parquet", "data/train*.csv", "data/train*.parquet", "data/train/*.csv",
+                 "data/train/*.parquet")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one fine-tune needs; the CLI builds it from flags, notebooks build it directly."""
+
+    train: tuple[str, ...]
+    dev: tuple[str, ...] = ()
+    out: Path = DEFAULT_OUT
+    base: str | None = None  # registry name, Hub id or directory; None: the registry's default_base
+    data: DataSpec = DataSpec()
+    loss: LossConfig = LossConfig()
+    thresholds: ThresholdConfig = ThresholdConfig()  # per-class: with the asymmetric loss, the best measured
+    architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.model.heads)
+    distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.training.distill)
+    sampler: str = "shuffle"
+    epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    head_learning_rate: float | None = None  # None: learning_rate; a fresh head often wants more than the encoder
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 64
+    gradient_accumulation: int = 1
+    patience: int = 2
+    seed: int = 42
+    mixed_precision: str = "auto"
+    max_steps: int | None = None  # cap on optimizer steps (smoke runs)
+    eval_batch_size: int = 64
+    register: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"unknown mixed precision {self.mixed_precision!r}")
+        for name in ("epochs", "batch_size", "max_length", "gradient_accumulation", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    labels: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    dev_metrics: dict | None
+    best_epoch: int
+    history: list[dict]
+    threshold_source: str
+    wall_s: float
+    train_rows: int
+    skipped_texts: int = 0
+
+
+@dataclass
+class _Fit:
+    """A trained module plus what the loop saw."""
+
+    module: Any
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    dev_scores: np.ndarray | None = None
+
+
+def guess_train_files(cwd: Path | None = None) -> tuple[str, ...]:
+    """./train.csv, ./train.parquet or ./data/train*: what `emocli finetune` with no --train uses."""
+    import glob
+
+    cwd = Path(cwd or Path.cwd())
+    for pattern in TRAIN_GUESSES:
+        matches = sorted(glob.glob(str(cwd / pattern)))
+        if matches:
+            return tuple(matches)
+    return ()
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _mixed_precision(choice: str) -> str:
+    import torch
+
+    if choice != "auto":
+        return choice
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def predict_scores(module, tokenizer, texts: list[str], *, max_length: int, batch_size: int = 64,
+                   device: str | None = None, autocast=None) -> np.ndarray:
+    """Sigmoid scores (n, labels): plain batched forward passes, batches of similar length."""
+    import contextlib
+
+    import torch
+
+    device = device or next(module.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scores = np.zeros((len(texts), module.config.num_labels), dtype=np.float32)
+    was_training = module.training
+    module.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length, padding=True,
+                              return_tensors="pt").to(device)
+            with autocast() if autocast else contextlib.nullcontext():
+                logits = module(**batch).logits
+            scores[index] = torch.sigmoid(logits.float()).cpu().numpy()
+    module.train(was_training)
+    return scores
+
+
+def sample_weights(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Label-balanced sampling: weight of a text = 1 / frequency of its rarest positive label.
+
+    Texts with no positive label count as one more class ("none") with its own frequency.
+    """
+    known = np.maximum(mask.sum(axis=0), 1)
+    freq = (targets * mask).sum(axis=0) / known
+    positive = (targets * mask) > 0
+    none = ~positive.any(axis=1)
+    none_freq = max(none.mean(), 1.0 / len(targets))
+    rarest = np.where(positive, freq[None, :], np.inf).min(axis=1)
+    rarest = np.where(none, none_freq, rarest)
+    weights = 1.0 / np.maximum(rarest, 1e-6)
+    return weights / weights.sum()
+
+
+class _Batches:
+    """Pre-tokenised rows; the collate pads a batch and carries targets and the known-label mask."""
+
+    def __init__(self, tokenizer, data: LabelledData, max_length: int):
+        self.tokenizer = tokenizer
+        self.encodings = tokenizer(data.texts, truncation=True, max_length=max_length)["input_ids"]
+        self.targets = data.targets
+        self.mask = data.mask
+
+    def __len__(self) -> int:
+        return len(self.encodings)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, index: list[int]):
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": [self.encodings[i] for i in index]}, return_tensors="pt")
+        batch["labels_"] = torch.tensor(self.targets[index], dtype=torch.float32)
+        batch["mask_"] = torch.tensor(self.mask[index], dtype=torch.bool)
+        return batch
+
+
+class LengthBucketBatches:
+    """Batches of similar length (far less padding on CPU): draw an epoch's rows (shuffled, or weighted with
+    replacement for the label-balanced sampler), sort chunks of 50 batches by length, shuffle the batches."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, weights: np.ndarray | None = None,
+                 chunk_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.weights = weights
+        self.chunk = batch_size * chunk_batches
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        n = len(self.lengths)
+        rows = rng.choice(n, size=n, replace=True, p=self.weights) if self.weights is not None else rng.permutation(n)
+        batches = []
+        for start in range(0, n, self.chunk):
+            chunk = rows[start:start + self.chunk]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
+
+
+def _loader(batches: _Batches, data: LabelledData, config: TrainConfig):
+    from torch.utils.data import DataLoader
+
+    weights = sample_weights(data.targets, data.mask) if config.sampler == "label-balanced" else None
+    sampler = LengthBucketBatches([len(ids) for ids in batches.encodings], config.batch_size, config.seed, weights)
+    return DataLoader(batches, batch_sampler=sampler, collate_fn=batches.collate)
+
+
+def _mean_pooled(hidden, attention_mask):
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def _epoch_thresholds(scores, data: LabelledData, config: ThresholdConfig) -> np.ndarray:
+    return tune_thresholds(scores, data.targets, data.mask, config)
+
+
+def _progress(config: TrainConfig, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from emocli.cli.commands.common import err_console
+
+    return Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("dev macro-F1 {task.fields[f1]}"),
+        TextColumn("{task.fields[rate]:.0f} rows/s"), TimeRemainingColumn(),
+        console=err_console, disable=not enabled, transient=False,
+    )
+
+
+def _parameter_groups(module, config: TrainConfig) -> list[dict]:
+    """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    prefix = getattr(module, "base_model_prefix", "") or ""
+    encoder = getattr(module, prefix, None) if prefix else None
+    encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else None
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in module.named_parameters():
+        is_head = encoder_ids is not None and id(param) not in encoder_ids
+        groups.setdefault((is_head, any(k in name for k in no_decay)), []).append(param)
+    head_lr = config.head_learning_rate or config.learning_rate
+    return [{"params": params, "weight_decay": 0.0 if decay_free else config.weight_decay,
+             "lr": head_lr if is_head else config.learning_rate}
+            for (is_head, decay_free), params in sorted(groups.items())]
+
+
+def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: LabelledData | None,
+         out_dir: Path | None) -> tuple[_Fit, Any]:
+    """Train one model; with dev, keep the epoch with the best dev macro-F1 and stop after `patience` worse."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    from emocli.training.distill import prepare as prepare_distillation
+    from emocli.model.heads import build_for
+    from emocli.training.losses import MultiLabelLoss
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+                              gradient_accumulation_steps=config.gradient_accumulation)
+    set_seed(config.seed)
+    tokenizer, module = build_for(config.architecture, base_dir, train.labels)
+    batches = _Batches(tokenizer, train, config.max_length)
+    distiller = prepare_distillation(config.distill, tokenizer, train.labels, text_col=config.data.text_col,
+                                     max_length=config.max_length, batch_size=config.batch_size, seed=config.seed,
+                                     device=str(accelerator.device))
+    loader = _loader(batches, train, config)
+    optimizer = torch.optim.AdamW(_parameter_groups(module, config), lr=config.learning_rate)
+    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    loss_fn = MultiLabelLoss(config.loss, train.positives(), train.known(),
+                             label_cooccurrence(train.targets, train.mask))
+    module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
+    fit = _Fit(module=None)
+    best_f1, best_state, bad_epochs, step, seen = -1.0, None, 0, 0, 0
+    started = time.perf_counter()
+    history_path = out_dir / HISTORY_FILE if out_dir is not None else None
+    if history_path is not None and accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        history_path.write_text("", encoding="utf-8")
+    show = config.progress and accelerator.is_main_process
+    with _progress(config, show) as progress:
+        task = progress.add_task("train", total=total_steps, epoch=f"1/{config.epochs}", loss=0.0, f1="-", rate=0.0)
+        for epoch in range(1, config.epochs + 1):
+            module.train()
+            class_loss = torch.zeros(len(train.labels))
+            class_known = torch.zeros(len(train.labels))
+            running = 0.0
+            progress.update(task, epoch=f"{epoch}/{config.epochs}")
+            for batch in loader:
+                targets, mask = batch.pop("labels_"), batch.pop("mask_")
+                with accelerator.accumulate(module):
+                    output = module(**batch, output_hidden_states=config.loss.needs_embeddings)
+                    embeddings = (_mean_pooled(output.hidden_states[-1], batch["attention_mask"])
+                                  if config.loss.needs_embeddings else None)
+                    loss = loss_fn(output.logits, targets, mask, embeddings)
+                    accelerator.backward(loss.total + distiller.loss(module) if distiller else loss.total)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(module.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                class_loss += loss.per_class.float().cpu()
+                class_known += loss.known.float().cpu()
+                value = float(loss.total.detach())
+                running = 0.9 * running + 0.1 * value if seen else value
+                seen += len(targets) * accelerator.num_processes
+                if accelerator.sync_gradients:
+                    step += 1
+                    progress.update(task, advance=1, loss=running, rate=seen / (time.perf_counter() - started))
+                if config.max_steps and step >= config.max_steps:
+                    break
+            record = {
+                "epoch": epoch, "step": step, "train_loss": float(class_loss.sum() / class_known.sum().clamp(min=1)),
+                "class_loss": {label: float(class_loss[j] / max(float(class_known[j]), 1.0))
+                               for j, label in enumerate(train.labels)},
+                "lr": float(scheduler.get_last_lr()[0]), "rows_per_s": seen / (time.perf_counter() - started),
+                "elapsed_s": time.perf_counter() - started,
+            }
+            unwrapped = accelerator.unwrap_model(module)
+            if dev is not None:
+                scores = predict_scores(unwrapped, tokenizer, dev.texts, max_length=config.max_length,
+                                        batch_size=config.eval_batch_size, autocast=accelerator.autocast)
+                thresholds = _epoch_thresholds(scores, dev, config.thresholds)
+                metrics = compute_metrics(scores, dev.targets, dev.mask, thresholds, dev.labels)
+                record["dev_macro_f1"] = metrics["macro_f1"]
+                record["dev_micro_f1"] = metrics["micro_f1"]
+                record["dev_f1"] = {label: m["f1"] for label, m in metrics["per_class"].items()}
+                progress.update(task, f1=f"{metrics['macro_f1']:.3f}")
+                if metrics["macro_f1"] > best_f1:
+                    best_f1, bad_epochs, fit.best_epoch, fit.dev_scores = metrics["macro_f1"], 0, epoch, scores
+                    best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+                else:
+                    bad_epochs += 1
+            else:
+                fit.best_epoch = epoch
+            fit.history.append(record)
+            if history_path is not None and accelerator.is_main_process:
+                with open(history_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            if (dev is not None and bad_epochs >= config.patience) or (config.max_steps and step >= config.max_steps):
+                break
+    module = accelerator.unwrap_model(module)
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    fit.module = module
+    accelerator.wait_for_everyone()
+    return fit, (tokenizer, accelerator)
+
+
+def _kfold(n: int, k: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, k)]
+
+
+def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData) -> np.ndarray:
+    """Scores for every train row from a model that did not see it (k folds, same recipe, no early stopping)."""
+    if config.thresholds.cv_folds < 2:
+        raise InputError("--cv-folds must be at least 2")
+    scores = np.zeros(train.targets.shape, dtype=np.float32)
+    fold_config = replace(config, progress=False)
+    for held_out in _kfold(len(train), config.thresholds.cv_folds, config.seed):
+        rest = np.setdiff1d(np.arange(len(train)), held_out)
+        fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None)
+        part = train.subset(held_out)
+        scores[held_out] = predict_scores(fit.module, tokenizer, part.texts, max_length=config.max_length,
+                                          batch_size=config.eval_batch_size, autocast=accelerator.autocast)
+    return scores
+
+
+def _base_info(base: str | None):
+    from emocli.hub.pull import resolve_model
+
+    resolved = resolve_model(base, role="base")
+    commit = resolved.commit
+    if commit is None and resolved.spec is not None and resolved.spec.package:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            commit = f"package {resolved.spec.package}=={version(resolved.spec.package.replace('_', '-'))}"
+        except PackageNotFoundError:
+            commit = None
+    return resolved, {"name": resolved.name, "repo": resolved.repo, "commit": commit, "source": resolved.source,
+                      "path": str(resolved.path)}
+
+
+def load_training_data(config: TrainConfig) -> tuple[LabelledData, LabelledData | None]:
+    if not config.train:
+        raise InputError("no training data: pass --train FILE (CSV or Parquet with a text column and 0/1 label columns)")
+    train = load_labelled(config.train, config.data)
+    dev = load_labelled(config.dev, config.data, labels=train.labels) if config.dev else None
+    return train, dev
+
+
+def _config_record(config: TrainConfig) -> dict:
+    record = asdict(config)
+    record["out"] = str(config.out)
+    return record
+
+
+def finetune(config: TrainConfig) -> TrainResult:
+    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out."""
+    from emocli.model.io import ModelInfo, save_model
+
+    started = time.perf_counter()
+    train, dev = load_training_data(config)
+    resolved, base = _base_info(config.base)
+    out_dir = Path(config.out)
+    source = choose_threshold_source(config.thresholds, dev)
+    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir)
+    if source == "fixed":
+        thresholds = np.full(len(train.labels), config.thresholds.fixed)
+    elif source == "dev":
+        thresholds = tune_thresholds(fit.dev_scores, dev.targets, dev.mask, config.thresholds)
+    else:
+        thresholds = tune_thresholds(out_of_fold_scores(config, resolved.path, train), train.targets, train.mask,
+                                     config.thresholds)
+    dev_metrics = (compute_metrics(fit.dev_scores, dev.targets, dev.mask, thresholds, dev.labels)
+                   if dev is not None and fit.dev_scores is not None else None)
+    info = ModelInfo(
+        labels=train.labels, thresholds=tuple(round(float(t), 4) for t in thresholds), task="multi_label",
+        max_length=config.max_length,
+        extra={
+            "base_model": base, "loss": asdict(config.loss), "sampler": config.sampler,
+            "threshold_config": asdict(config.thresholds), "threshold_source": source,
+            "training": _config_record(config), "best_epoch": fit.best_epoch,
+            "data": {"train": train.fingerprints, "dev": dev.fingerprints if dev else {},
+                     "train_rows": len(train), "dev_rows": len(dev) if dev else 0,
+                     "skipped_texts": train.skipped_texts + (dev.skipped_texts if dev else 0),
+                     "dropped_labels": list(train.dropped_labels), "languages": train.language_set},
+            "dev_metrics": dev_metrics,
+        },
+    )
+    if accelerator.is_main_process:
+        save_model(out_dir, fit.module, tokenizer, info)
+        _write_curves(fit.history, out_dir)
+        if config.register:
+            register_finetuned(config.register, out_dir, info, base["name"])
+    return TrainResult(out_dir, train.labels, info.thresholds, dev_metrics, fit.best_epoch, fit.history, source,
+                       time.perf_counter() - started, len(train), train.skipped_texts)
+
+
+def _write_curves(history: list[dict], out_dir: Path) -> None:
+    from emocli.training.curves import plot_history
+
+    if history:
+        plot_history(history, out_dir / CURVES_FILE)
+
+
+def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
+    """Add the model to the user registry as a `path` entry and make it the user's default for `tag`."""
+    from emocli.hub.registry import ModelSpec, register_model
+
+    spec = ModelSpec(name=name, path=str(Path(out_dir).resolve()), task=info.task, role="emotion",
+                     labels=info.labels, thresholds=info.threshold_map(), max_length=info.max_length,
+                     description=f"fine-tuned from {base_name} by emocli finetune")
+    return register_model(spec, set_default=True)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str | None
+    data: tuple[str, ...]
+    spec: DataSpec = DataSpec()
+    threshold: float | None = None  # one threshold for every label, overriding the model's
+    batch_size: int = 64
+    device: str = "auto"
+    max_length: int | None = None
+
+
+@dataclass
+class LabelledScores:
+    """A model's scores on labelled data, so metrics under several thresholds need one forward pass."""
+    model: str
+    path: Path
+    data: LabelledData
+    scores: np.ndarray  # (n, L) probabilities
+    model_thresholds: np.ndarray  # (L,)
+    max_length: int
+
+    def report(self, threshold: float | None = None) -> dict:
+        """Metrics overall and per language, under the model's thresholds or one `threshold` for every label."""
+        data = self.data
+        thresholds = (np.full(len(data.labels), threshold) if threshold is not None else self.model_thresholds)
+        report = {"model": self.model, "path": str(self.path), "files": [str(f) for f in data.files],
+                  "skipped_texts": data.skipped_texts, "max_length": self.max_length,
+                  **compute_metrics(self.scores, data.targets, data.mask, thresholds, data.labels)}
+        languages = data.language_set
+        if len(languages) > 1:
+            report["by_language"] = {}
+            for language in languages:
+                rows = np.array([lang == language for lang in data.languages])
+                report["by_language"][language] = compute_metrics(self.scores[rows], data.targets[rows],
+                                                                  data.mask[rows], thresholds, data.labels)
+        return report
+
+
+def score_labelled(config: EvalConfig) -> LabelledScores:
+    """Load the model and the labelled files and score every text once."""
+    from emocli.hub.pull import resolve_model
+    from emocli.model.io import load_model
+
+    resolved = resolve_model(config.model)
+    device = resolve_device(config.device)
+    model = load_model(resolved.path, resolved.spec, device=device)
+    data = load_labelled(config.data, config.spec, labels=model.labels)
+    max_length = config.max_length or model.info.max_length
+    scores = predict_scores(model.module, model.tokenizer, data.texts, max_length=max_length,
+                            batch_size=config.batch_size, device=device)
+    return LabelledScores(resolved.name, Path(resolved.path), data, scores, np.array(model.info.thresholds),
+                          max_length)
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Metrics of a saved model on labelled files, overall and per language; the model's thresholds by default."""
+    return score_labelled(config).report(config.threshold)
+
+
+__all__ = ["TrainConfig", "TrainResult", "EvalConfig", "LabelledScores", "finetune", "evaluate", "score_labelled", "predict_scores", "macro_f1"]
