@@ -13,7 +13,7 @@ train drives early stopping and per-class thresholds, and the official dev/eng.c
 Throughput: CPU texts/s of the `tag` engine (emocli.inference.engine.score_batch: tokenize, length-sorted batches,
 forward) on dev/eng texts, per architecture, at 1 torch thread (the CPU is shared) and fp32.
 
-    nice -n 10 python3 benchmarks/architectures.py --seeds 1 2 3
+    nice -n 10 python3 -m benchmarks.architectures --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -22,17 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from quality import (DATA, RESULTS, dev_files, machine, recipe_config, score, split_files,  # noqa: E402
-                     train_stack)
+from benchmarks.quality import DATA, RESULTS, dev_files, machine, recipe_config, score, split_files, train_stack
 
 TRANSFORMER_HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 

@@ -5,7 +5,7 @@ in one process: eager (what `tag` runs) against `torch.compile(dynamic=True)` (o
 since `tag`'s batches vary in length and row count), best of --repeat passes over the batches, plus the compile
 time and the largest score difference.
 
-    python3 benchmarks/compile_cpu.py --rows 2000 --repeat 3
+    python3 -m benchmarks.compile_cpu --rows 2000 --repeat 3
 """
 
 from __future__ import annotations
@@ -17,11 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-from throughput import RESULTS, build_default_model, machine, sorted_batches, timed_forward  # noqa: E402
+from benchmarks.throughput import RESULTS, build_default_model, machine, sorted_batches, timed_forward
 
 
 def best_pass(scorer, batches, repeat: int) -> tuple[float, list]:

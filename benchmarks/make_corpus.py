@@ -1,6 +1,6 @@
 """Build a tweets-like Parquet corpus from the texts of every BRIGHTER language.
 
-    python benchmarks/make_corpus.py 20000 tweets.parquet [--data ../shared/data/brighter] [--seed 0]
+    python -m benchmarks.make_corpus 20000 tweets.parquet [--data ../shared/data/brighter] [--seed 0]
 
 Columns: id (BIGINT), text, language (the BRIGHTER code), created_at (spread over 2025), user_id
 (a few heavy posters, many occasional ones). Texts are drawn with replacement from the pooled

@@ -9,8 +9,8 @@ tuning thresholds on it and scoring on it would flatter every per-class recipe).
 Every trained emocli model is scored on dev twice: with its tuned per-class thresholds and at a fixed 0.5
 (the --thresholds choice needs no second training). Results are mean ± std over seeds.
 
-    nice -n 10 python3 benchmarks/quality.py --seeds 1 2 3          # English grid + multilingual run
-    python3 benchmarks/quality.py --report-only                      # rebuild the markdown from the JSON
+    nice -n 10 python3 -m benchmarks.quality --seeds 1 2 3          # English grid + multilingual run
+    python3 -m benchmarks.quality --report-only                      # rebuild the markdown from the JSON
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+from benchmarks.common import REPO, RESULTS, cpu_model
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("EMOCLI_BRIGHTER", REPO.parent / "shared" / "data" / "brighter"))
-RESULTS = REPO / "benchmarks" / "results"
 
 # name -> overrides of the run's settings: loss, sampler, class_weights, lr, head_lr, epochs, thresholds (a dict
 # of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last").

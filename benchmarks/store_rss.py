@@ -5,7 +5,7 @@ memory grow with the table. This isolates the store (no model, no reader): tag's
 and a tag-like schema (id, kept columns, 11 label scores, n_tokens, run_id), peak RSS sampled at 1M, 2M, 5M and
 10M rows.
 
-    python3 benchmarks/store_rss.py --rows 10000000 --limits 256MB 64MB 32MB
+    python3 -m benchmarks.store_rss --rows 10000000 --limits 256MB 64MB 32MB
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from benchmarks.common import RESULTS, cpu_model, library_versions
+
 MARKS = (10**6, 2 * 10**6, 5 * 10**6, 10**7)
 
 
@@ -57,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10**7)
     parser.add_argument("--limits", nargs="+", default=["256MB", "64MB", "32MB"])
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "store_rss.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "store_rss.json")
     parser.add_argument("--worker", nargs=2, metavar=("LIMIT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rows < MARKS[0]:
@@ -65,12 +65,10 @@ def main() -> int:
     if args.worker:
         print(json.dumps(append_rows(args.worker[0], args.rows, Path(args.worker[1]))))
         return 0
-    from _machine import cpu_model, library_versions
-
     runs = []
     with tempfile.TemporaryDirectory(prefix="emocli_store_rss_") as tmp:
         for limit in args.limits:  # one process each: ru_maxrss is a process's peak
-            out = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--worker", limit,
+            out = subprocess.run([sys.executable, "-m", "benchmarks.store_rss", "--rows", str(args.rows), "--worker", limit,
                                   str(Path(tmp) / f"{limit}.duckdb")], check=True, capture_output=True, text=True)
             runs.append(json.loads(out.stdout))
             print(json.dumps(runs[-1]), flush=True)

@@ -5,12 +5,12 @@ predicted `labels` VARCHAR[] by per-label thresholds, 28 languages, two years of
 rows, a `runs` row), then times the library call and the CLI process (startup included), several times
 each, and writes min/median to benchmarks/results/summarize_scale.json.
 
-    nice -n 10 python3 benchmarks/summarize_scale.py [--rows 10000000] [--repeat 5] [--db /tmp/x.duckdb]
+    nice -n 10 python3 -m benchmarks.summarize_scale [--rows 10000000] [--repeat 5] [--db /tmp/x.duckdb]
 
 On a machine shared with other jobs, build under nice and time at normal priority:
 
-    nice -n 10 python3 benchmarks/summarize_scale.py --build-only --db /tmp/x.duckdb
-    python3 benchmarks/summarize_scale.py --reuse --db /tmp/x.duckdb --repeat 9
+    nice -n 10 python3 -m benchmarks.summarize_scale --build-only --db /tmp/x.duckdb
+    python3 -m benchmarks.summarize_scale --reuse --db /tmp/x.duckdb --repeat 9
 """
 
 from __future__ import annotations
@@ -26,10 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import REPO, RESULTS, cpu_model
 
 LABELS = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
 THRESHOLDS = (0.45, 0.5, 0.4, 0.5, 0.5, 0.55)
@@ -115,7 +112,7 @@ def time_cli(path: Path, repeat: int, extra: list[str]) -> tuple[list[float], li
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -149,7 +146,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
     parser.add_argument("--build-only", action="store_true", help="build the database (kept) and stop")
     parser.add_argument("--reuse", action="store_true", help="time an existing --db instead of building one")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "summarize_scale.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "summarize_scale.json")
     args = parser.parse_args()
 
     load_before = os.getloadavg()

@@ -1,6 +1,6 @@
 """Throughput of `emocli tag` against the transformers pipeline and the bare model forward, same model, same texts.
 
-    nice -n 10 python benchmarks/throughput.py [--rows 1500] [--model DIR] [--corpus FILE] [--quantize]
+    nice -n 10 python -m benchmarks.throughput [--rows 1500] [--model DIR] [--corpus FILE] [--quantize]
 
 Measured, each in its own process (so peak RSS is that method's own):
 - emocli:      `emocli tag CORPUS --limit ROWS` end to end, file to DuckDB (texts/s over the tagging loop, and
@@ -25,10 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import cpu_model, library_versions  # benchmarks/ is on sys.path when a script runs
-
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from benchmarks.common import RESULTS, cpu_model, library_versions
 
 
 def machine() -> dict:
@@ -81,7 +78,7 @@ def build_bert_base_model(out: Path, base: Path | None = None) -> Path:
 
 def run_worker(args: list[str]) -> dict:
     """Run one measurement in a fresh process; its JSON result plus its own peak RSS."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.throughput", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     started = time.perf_counter()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -185,8 +182,7 @@ def build_tiny_model(out: Path) -> Path:
 
 def rss_scaling(sizes: list[int], big: int | None, out: Path) -> int:
     """Peak RSS of `emocli tag` over corpora of growing size (tiny model), and --limit on a bigger file."""
-    sys.path.insert(0, str(HERE))
-    from make_corpus import write_corpus
+    from benchmarks.make_corpus import write_corpus
 
     work = Path(tempfile.mkdtemp(prefix="emocli_rss_"))
     model = build_tiny_model(work / "tiny")
@@ -225,8 +221,7 @@ def build_architectures(work: Path, base: Path | None) -> dict[str, Path]:
     from emocli.training.thresholds import ThresholdConfig
     from emocli.training.finetune import TrainConfig, finetune
 
-    sys.path.insert(0, str(HERE))
-    from make_corpus import DEFAULT_DATA
+    from benchmarks.make_corpus import DEFAULT_DATA
 
     train = work / "train.csv"
     pl.read_csv(DEFAULT_DATA / "train" / "eng.csv").head(256).write_csv(train)
@@ -249,8 +244,7 @@ def architectures_throughput(args) -> int:
     work = Path(tempfile.mkdtemp(prefix="emocli_arch_tp_"))
     corpus = args.corpus
     if corpus is None:
-        sys.path.insert(0, str(HERE))
-        from make_corpus import write_corpus
+        from benchmarks.make_corpus import write_corpus
 
         corpus = write_corpus(50000, work / "corpus.parquet")
     models = build_architectures(work, args.base)
@@ -320,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or (build_bert_base_model if args.bert_base else build_default_model)(work / "model", args.base)
     corpus = args.corpus
     if corpus is None:
-        sys.path.insert(0, str(HERE))
-        from make_corpus import write_corpus
+        from benchmarks.make_corpus import write_corpus
 
         corpus = write_corpus(max(args.rows, 1000), work / "corpus.parquet")
     info["model"] = str(args.model) if args.model else (

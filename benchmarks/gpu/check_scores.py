@@ -1,6 +1,6 @@
 """GPU scores against the plain transformers forward on CPU in fp32, through a real `emocli tag` run.
 
-    python3 benchmarks/gpu/check_scores.py --base DIR --corpus FILE [--rows 4000] --out FILE.json
+    python3 -m benchmarks.gpu.check_scores --base DIR --corpus FILE [--rows 4000] --out FILE.json
 
 Tags the first ROWS rows of CORPUS with `--device cuda` in bf16 and in fp32 (two DuckDB files) and compares
 every row's scores with AutoModelForSequenceClassification + sigmoid on the CPU in fp32: max and mean
@@ -15,11 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent.parent))
-
-from throughput import LABELS, build_default_model, worker_emocli  # noqa: E402
+from benchmarks.throughput import LABELS, build_default_model, worker_emocli
 
 
 def cpu_reference(model_dir: Path, texts: list[str], max_length: int):

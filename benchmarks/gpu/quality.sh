@@ -4,10 +4,10 @@
 source benchmarks/gpu/setup.sh
 ARCH="asymmetric asymmetric+cnn-bilstm-attn asymmetric+label-attention small small+distill stack"
 for seed in 1 2 3; do
-    timeout "${LIMIT:-520}" python3 benchmarks/quality.py --device cuda --base /tmp/minilm --seeds "$seed" \
+    timeout "${LIMIT:-520}" python3 -m benchmarks.quality --device cuda --base /tmp/minilm --seeds "$seed" \
         --train-rows 2014 --tune-rows 250 --holdout-rows 500 --epochs 5 --threads 2 --skip-multilingual \
         --recipes trainer-baseline $ARCH --stem "quality-gpu-eng-s$seed" > "/tmp/eng-s$seed.log" 2>&1 &
-    timeout "${LIMIT:-520}" python3 benchmarks/quality.py --device cuda --base /tmp/minilm --seeds "$seed" \
+    timeout "${LIMIT:-520}" python3 -m benchmarks.quality --device cuda --base /tmp/minilm --seeds "$seed" \
         --skip-english --multi-langs eng deu esp afr --multi-train-rows "${MULTI_ROWS:-1000}" --multi-tune-rows 150 --epochs 5 \
         --threads 2 --multi-recipes trainer-baseline $ARCH --stem "quality-gpu-multi-s$seed" > "/tmp/multi-s$seed.log" 2>&1 &
 done

@@ -4,7 +4,7 @@
 source benchmarks/gpu/setup.sh
 RECIPES=${RECIPES:-"trainer-baseline bce focal bce+cv focal+cv bce-headlr focal-headlr bce-last bce-lr2e-4 asymmetric weighted-bce-inverse bce-e10"}
 for seed in ${SEEDS:-1 2 3}; do
-    timeout "${LIMIT:-500}" python3 benchmarks/quality.py --device cuda --base /tmp/minilm --seeds "$seed" \
+    timeout "${LIMIT:-500}" python3 -m benchmarks.quality --device cuda --base /tmp/minilm --seeds "$seed" \
         --train-rows 2014 --tune-rows 250 --holdout-rows 500 --epochs 5 --threads 2 --skip-multilingual \
         --recipes $RECIPES --stem "quality-search-s$seed" > "$OUT/search-s$seed.log" 2>&1 &
 done

@@ -1,6 +1,6 @@
 """`emocli tag` end to end on a GPU at several engine settings (token budget per batch, rows per window).
 
-    python3 benchmarks/gpu/sweep.py --base DIR --corpus FILE [--rows 200000] --out FILE.json
+    python3 -m benchmarks.gpu.sweep --base DIR --corpus FILE [--rows 200000] --out FILE.json
 
 Each setting is one real `emocli tag CORPUS --limit ROWS` process into a fresh DuckDB file; texts/s is the
 command's own tagging-loop rate (its --json summary), as in benchmarks/throughput.py.
@@ -14,10 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from throughput import build_bert_base_model, build_default_model, machine, worker_emocli  # noqa: E402
+from benchmarks.throughput import build_bert_base_model, build_default_model, machine, worker_emocli
 
 SETTINGS = [("default", []), ("batch-tokens 131072", ["--batch-tokens", "131072"]),
             ("batch-tokens 131072, window 65536", ["--batch-tokens", "131072", "--window-rows", "65536"]),

@@ -1,8 +1,16 @@
-"""What every benchmark result names: the CPU it ran on and the versions of the libraries that move the numbers."""
+"""Shared by the benchmark scripts: where results go, and what every result names (the CPU it ran on and the
+versions of the libraries that move the numbers).
+
+The scripts run as modules from the repository root (`python -m benchmarks.throughput ...`), so they import this
+as `benchmarks.common` and emocli from the working tree.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def cpu_model(default: str = "unknown") -> str:

@@ -1,0 +1,1 @@
+"""emocli benchmarks: scripts run as modules from the repository root (see benchmarks/README.md)."""

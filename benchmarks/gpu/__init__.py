@@ -1,0 +1,1 @@
+"""Benchmarks for a lent GPU machine (see benchmarks/gpu/README.md)."""
