@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="shuffle")
     parser.add_argument("--skip", nargs="*", default=[], help="architectures to leave out")
     parser.add_argument("--teacher", help="one fixed teacher dir for small+distill (default: the seed's linear model)")
-    parser.add_argument("--stem", default="architectures", help="results file benchmarks/results/<stem>.json")
+    parser.add_argument("--stem", default="architectures-cpu-minilm", help="results file benchmarks/results/<stem>.json")
     parser.add_argument("--merge-into", help="after the run, fold this run's results into <merge-into>.json")
     parser.add_argument("--note", default="", help="why the merged run was made")
     parser.add_argument("--throughput-only", action="store_true",

@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS / "compile-cpu.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "compile-cpu-minilm.json")
     args = parser.parse_args()
 
     import torch

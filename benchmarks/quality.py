@@ -41,7 +41,7 @@ RECIPES = {
     "hybrid": {"loss": "hybrid"},
     "bce+balanced": {"loss": "bce", "sampler": "label-balanced"},
     "asymmetric+balanced": {"loss": "asymmetric", "sampler": "label-balanced"},
-    # the full-scale search (benchmarks/results/quality-search.md)
+    # the full-scale search (benchmarks/results/quality-search-h100-minilm.md)
     "bce-last": {"loss": "bce", "select": "last"},
     "focal-last": {"loss": "focal", "select": "last"},
     "bce+cv": {"loss": "bce", "thresholds": {"source": "cv"}},
@@ -349,7 +349,8 @@ def main() -> None:
     parser.add_argument("--base", help="base model directory [default: the packaged MiniLM]")
     parser.add_argument("--holdout-rows", type=int, default=0,
                         help="English train rows held out of training and tuning, scored with dev as 'pooled'")
-    parser.add_argument("--stem", default="quality")
+    parser.add_argument("--stem", default="quality-cpu-minilm",
+                        help="results files benchmarks/results/<stem>.json and .md: <what>-<device>-<model>")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--append", action="store_true", help="add rows to the existing results/<stem>.json")
     parser.add_argument("--skip-english", action="store_true")

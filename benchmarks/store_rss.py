@@ -57,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10**7)
     parser.add_argument("--limits", nargs="+", default=["256MB", "64MB", "32MB"])
-    parser.add_argument("--out", type=Path, default=RESULTS / "store_rss.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "store-rss-cpu.json")
     parser.add_argument("--worker", nargs=2, metavar=("LIMIT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rows < MARKS[0]:

@@ -3,7 +3,7 @@
 Builds the store in DuckDB with SQL generators (store contract: BRIGHTER's six labels as FLOAT columns,
 predicted `labels` VARCHAR[] by per-label thresholds, 28 languages, two years of timestamps, ~1% skipped
 rows, a `runs` row), then times the library call and the CLI process (startup included), several times
-each, and writes min/median to benchmarks/results/summarize_scale.json.
+each, and writes min/median to benchmarks/results/summarize-scale-cpu.json.
 
     nice -n 10 python3 -m benchmarks.summarize_scale [--rows 10000000] [--repeat 5] [--db /tmp/x.duckdb]
 
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database file afterwards")
     parser.add_argument("--build-only", action="store_true", help="build the database (kept) and stop")
     parser.add_argument("--reuse", action="store_true", help="time an existing --db instead of building one")
-    parser.add_argument("--out", type=Path, default=RESULTS / "summarize_scale.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "summarize-scale-cpu.json")
     args = parser.parse_args()
 
     load_before = os.getloadavg()

@@ -9,7 +9,7 @@ Measured, each in its own process (so peak RSS is that method's own):
                batch sizes 64 and 256, over the same texts held in memory (the peer);
 - ceiling:     the model forward alone on pre-tokenized, length-sorted batches cut by the same token budget;
 - emocli_int8 (--quantize): `emocli tag --quantize`, with the max |score difference| to the fp32 run.
-Writes benchmarks/results/throughput-<machine>.json. Without --model the model is the packaged
+Writes benchmarks/results/throughput[-quantize]-<cpu|gpu>-<model>.json. Without --model the model is the packaged
 all-MiniLM-L6-v2 with a seeded 5-label classification head (the CPU target's model).
 """
 
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", action="store_true", help="also measure emocli --quantize and its score error")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the whole sequence this many times, keep each method's best (a shared box is noisy)")
-    parser.add_argument("--out", type=Path, help="result file [default: benchmarks/results/throughput-<host>.json]")
+    parser.add_argument("--out", type=Path, help="result file [default: benchmarks/results/throughput[-quantize]-<cpu|gpu>-<model>.json]")
     parser.add_argument("--rss-scaling", type=int, nargs="+", metavar="ROWS",
                         help="instead: peak RSS of emocli tag (tiny model) on corpora of these sizes")
     parser.add_argument("--rss-big", type=int, help="with --rss-scaling: also --limit the largest size on a corpus this big")
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.architectures:
         return architectures_throughput(args)
     if args.rss_scaling:
-        return rss_scaling(args.rss_scaling, args.rss_big, args.out or RESULTS / "throughput-rss-scaling.json")
+        return rss_scaling(args.rss_scaling, args.rss_big, args.out or RESULTS / "throughput-rss-scaling-cpu-tiny.json")
 
     work = Path(tempfile.mkdtemp(prefix="emocli_bench_"))
     info = {"machine": machine(), "rows": args.rows, "max_length": args.max_length, "repeat": args.repeat}
@@ -363,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             max_score_difference(results["emocli"]["db"], results["emocli_int8"]["db"], labels), 5)
     info["machine"]["load_average_at_end"] = os.getloadavg()
     info["results"] = results
-    out = args.out or RESULTS / f"throughput-{platform.node() or 'machine'}.json"
+    device = "cpu" if info["machine"]["gpu"] is None else "gpu"
+    model_name = args.model.name if args.model else ("bert-base" if args.bert_base else "minilm")
+    out = args.out or RESULTS / f"throughput{'-quantize' if args.quantize else ''}-{device}-{model_name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2))
