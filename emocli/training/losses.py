@@ -20,7 +20,7 @@ CLASS_WEIGHTS = ("inverse", "sqrt-inverse", "effective-number")
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "asymmetric"  # the best measured at full scale (benchmarks/results/quality-search.md)
+    name: str = "asymmetric"  # the best measured at full scale (benchmarks/results/quality-search-h100-minilm.md)
     class_weights: str = "sqrt-inverse"
     effective_beta: float = 0.999
     focal_gamma: float = 2.0

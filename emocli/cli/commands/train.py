@@ -95,7 +95,7 @@ def finetune_command(
     id_col: str = typer.Option("id", "--id-col", help="Id column (never a label)."),
     labels: Optional[list[str]] = typer.Option(None, "--labels", help="Label columns (comma-separated or repeated); default: detected."),
     drop_empty_labels: bool = typer.Option(False, "--drop-empty-labels", help="Drop label columns with no positive example instead of failing."),
-    loss: Loss = typer.Option(Loss.asymmetric, "--loss", help="Training loss (default asymmetric: with per-class thresholds, the best of benchmarks/results/quality-search.md)."),
+    loss: Loss = typer.Option(Loss.asymmetric, "--loss", help="Training loss (default asymmetric: with per-class thresholds, the best of benchmarks/results/quality-search-h100-minilm.md)."),
     class_weights: ClassWeights = typer.Option(ClassWeights.sqrt_inverse, "--class-weights", help="Class weights for weighted-bce, focal, hybrid."),
     focal_gamma: float = typer.Option(2.0, "--focal-gamma"),
     asl_gamma_pos: float = typer.Option(0.0, "--asl-gamma-pos"),
