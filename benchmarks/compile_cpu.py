@@ -37,7 +37,7 @@ def main() -> int:
 
     import torch
 
-    from make_corpus import write_corpus
+    from benchmarks.make_corpus import write_corpus
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="emocli_compile_"))
