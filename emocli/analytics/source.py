@@ -1,0 +1,181 @@
+"""The table being analysed: the store opened read-only, the table's columns, and its runs grouped by model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from emocli.analytics.sql import listing
+from emocli.config import DEFAULT_DB, DEFAULT_TABLE
+from emocli.errors import InputError, StoreError
+from emocli.store.core import quote as quote_ident  # identifiers from users are always double-quoted
+
+if TYPE_CHECKING:
+    import duckdb
+
+RUNS_TABLE = "runs"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    model: str
+    repo: str | None
+    commit: str | None
+    labels: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    text_col: str | None
+    status: str | None
+    rows_written: int | None
+    rows_skipped: int | None
+
+    @property
+    def model_key(self) -> tuple:
+        """Runs with equal keys scored with the same model and thresholds, so their rows can be pooled."""
+        return (self.model, self.repo, self.commit, self.labels, self.thresholds)
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """One or more runs of the same model: the unit a summary never mixes with another."""
+
+    name: str
+    runs: tuple[RunInfo, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.runs[0].labels
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return tuple(run.run_id for run in self.runs)
+
+
+@dataclass
+class Store:
+    """An open DuckDB store and the columns (name -> type) of the table being analysed."""
+
+    con: "duckdb.DuckDBPyConnection"
+    path: Path
+    table: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def connect_read_only(db: str | Path) -> "duckdb.DuckDBPyConnection":
+    """Open an existing database read-only, with no access to other files (no COPY TO, ATTACH, read_csv)."""
+    import duckdb
+
+    path = Path(db).expanduser()
+    if not path.is_file():
+        nearby = sorted(p.name for p in path.resolve().parent.glob("*.duckdb")) if path.parent.is_dir() else []
+        hint = "create it with `emocli tag FILE`" + (f"; databases here: {', '.join(nearby)}" if nearby else "")
+        raise StoreError(f"database not found: {path}", hint=hint)
+    try:
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        con.execute("SET enable_progress_bar = false")  # our output is the table, not DuckDB's bar
+        return con
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        if "lock" in first.lower():
+            raise StoreError(f"{path} is locked by another process (is `emocli tag` still running?)") from None
+        raise StoreError(f"cannot open {path} as a DuckDB database: {first}") from None
+
+
+def table_names(con: "duckdb.DuckDBPyConnection") -> list[str]:
+    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY table_name").fetchall()
+    return [row[0] for row in rows]
+
+
+def table_columns(con: "duckdb.DuckDBPyConnection", table: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t AND NOT internal "
+        "ORDER BY column_index", {"t": table}).fetchall()
+    return {name: dtype for name, dtype in rows}
+
+
+def open_store(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> Store:
+    """The database opened read-only and the table's columns; one clear error naming what exists if not."""
+    con = connect_read_only(db)
+    tables = table_names(con)
+    if table not in tables:
+        con.close()
+        user_tables = [name for name in tables if name != RUNS_TABLE and not name.startswith("emocli_")]
+        raise StoreError(f"table {table!r} not found in {db}; tables: {listing(user_tables)}")
+    return Store(con=con, path=Path(db), table=table, columns=table_columns(con, table))
+
+
+def load_runs(store: Store) -> list[RunInfo]:
+    """The runs recorded for the store's table, oldest first."""
+    if RUNS_TABLE not in table_names(store.con):
+        raise StoreError(f"{store.path} has no {RUNS_TABLE!r} table: was {store.table!r} written by `emocli tag`?")
+    rows = store.con.execute(
+        f"SELECT run_id, model, repo, \"commit\", labels, thresholds, text_col, status, rows_written, "
+        f"rows_skipped FROM {quote_ident(RUNS_TABLE)} WHERE table_name = $t OR table_name IS NULL "
+        f"ORDER BY started_at NULLS LAST, run_id", {"t": store.table}).fetchall()
+    return [RunInfo(run_id=r[0], model=r[1] or "?", repo=r[2], commit=r[3], labels=tuple(r[4] or ()),
+                    thresholds=tuple(r[5] or ()), text_col=r[6], status=r[7], rows_written=r[8],
+                    rows_skipped=r[9]) for r in rows]
+
+
+def describe_runs(runs: Sequence[RunInfo]) -> str:
+    return "; ".join(f"{run.run_id} ({run.model}, {run.status or '?'})" for run in runs) or "(none)"
+
+
+def select_run_groups(store: Store, run_ids: Sequence[str] = ()) -> list[RunGroup]:
+    """The chosen runs (all of the table's runs by default), grouped by model so two models never mix."""
+    runs = load_runs(store)
+    if not runs:
+        raise StoreError(f"no runs recorded for table {store.table!r} in {store.path}")
+    by_id = {run.run_id: run for run in runs}
+    missing = [run_id for run_id in run_ids if run_id not in by_id]
+    if missing:
+        raise InputError(f"run {missing[0]!r} not found for table {store.table!r}; runs: {describe_runs(runs)}")
+    chosen = [by_id[run_id] for run_id in dict.fromkeys(run_ids)] if run_ids else runs
+    groups: dict[tuple, list[RunInfo]] = {}
+    for run in chosen:
+        absent = [label for label in run.labels if label not in store.columns]
+        if absent:
+            raise StoreError(f"run {run.run_id!r} lists label {absent[0]!r} but table {store.table!r} has no "
+                             f"such column; columns: {listing(list(store.columns))}")
+        groups.setdefault(run.model_key, []).append(run)
+    return [RunGroup(name, tuple(members)) for name, members in zip(_group_names(groups), groups.values())]
+
+
+def _group_names(groups: dict[tuple, list[RunInfo]]) -> list[str]:
+    """The model name, made unique with the commit (or the run ids) when two groups share it."""
+    names = [members[0].model for members in groups.values()]
+    result = []
+    for name, members in zip(names, groups.values()):
+        if names.count(name) == 1:
+            result.append(name)
+            continue
+        commit = members[0].commit
+        suffix = commit[:10] if commit else ",".join(run.run_id for run in members)
+        result.append(f"{name}@{suffix}")
+    if len(set(result)) < len(result):  # same model and commit, other thresholds or labels
+        result = [f"{name} [{','.join(run.run_id for run in members)}]"
+                  for name, members in zip(result, groups.values())]
+    return result
+
+
+def unfinished_run_notes(groups: Sequence[RunGroup]) -> tuple[str, ...]:
+    return tuple(f"run {run.run_id} is {run.status}: the rows it committed are included"
+                 for group in groups for run in group.runs if run.status not in (None, "done"))
+
+
+def groups_with_label(groups: Sequence[RunGroup], label: str) -> list[RunGroup]:
+    chosen = [group for group in groups if label in group.labels]
+    if not chosen:
+        known = sorted({name for group in groups for name in group.labels})
+        raise InputError(f"unknown label {label!r}; the selected runs' labels: {listing(known)}")
+    return chosen
