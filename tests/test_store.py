@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from emocli.errors import StoreError
-from emocli.store.core import SCHEMA_VERSION, ChunkCounts, RunRecord, Store, check_table_name
+from emocli.store.core import SCHEMA_VERSION, ChunkCounts, Store, check_table_name
+from emocli.store.runs import RunRecord
 
 RUN = RunRecord("run-a", "scores", "tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4), "multi_label",
                 ("a.csv",), "text")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from emocli.errors import StoreError
+from emocli.store.runs import RUNS_DDL, RUNS_TABLE, RUN_STATUSES, RunRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,33 +29,11 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 META_TABLE = "emocli_meta"
 PROGRESS_TABLE = "emocli_progress"
-RUNS_TABLE = "runs"
 RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE}
-RUN_STATUSES = ("running", "done", "failed", "interrupted")
 MEMORY_LIMIT = "64MB"  # DuckDB caches the blocks it writes up to this: at 256MB peak RSS grew with the table (benchmarks/store_rss.py)
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                   "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-RUNS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
-    run_id VARCHAR PRIMARY KEY,
-    table_name VARCHAR,
-    model VARCHAR,
-    repo VARCHAR,
-    "commit" VARCHAR,
-    labels VARCHAR[],
-    thresholds DOUBLE[],
-    task VARCHAR,
-    inputs VARCHAR[],
-    text_col VARCHAR,
-    started_at TIMESTAMP,
-    finished_at TIMESTAMP,
-    rows_written BIGINT,
-    rows_skipped BIGINT,
-    rows_truncated BIGINT,
-    status VARCHAR
-)"""
 
 PROGRESS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
@@ -79,20 +58,6 @@ def check_table_name(name: str) -> str:
 def quote(identifier: str) -> str:
     """Quote any column name (labels and input columns may hold spaces or quotes)."""
     return '"' + str(identifier).replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    table_name: str
-    model: str
-    repo: str | None
-    commit: str | None
-    labels: tuple[str, ...]
-    thresholds: tuple[float, ...]
-    task: str
-    inputs: tuple[str, ...]
-    text_col: str
 
 
 @dataclass(frozen=True)
