@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 
 from emocli.errors import StoreError
 from emocli.store.core import SCHEMA_VERSION, ChunkCounts, Store, check_table_name
-from emocli.store.runs import RunRecord
+from emocli.store.runs import RunRecord, read_runs
 
 RUN = RunRecord("run-a", "scores", "tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4), "multi_label",
                 ("a.csv",), "text")
@@ -39,6 +40,20 @@ def test_schema_tables_and_version(tmp_path):
     row = con.execute("SELECT run_id, model, labels, thresholds, status, rows_written FROM runs").fetchone()
     assert row == ("run-a", "tiny", ["joy", "fear"], [0.5, 0.4], "running", 0)
     con.close()
+
+
+def test_the_run_the_writer_records_is_the_run_readers_load(tmp_path):
+    db = tmp_path / "e.duckdb"
+    with Store(db) as store:
+        store.begin_run(RUN, [("a.csv", "/data/a.csv")])
+        store.append_chunk("scores", "run-a", "a.csv", chunk(["a:1", "a:2"]), 2, ChunkCounts(2, 1, 1), file_done=True)
+        store.finish_run("run-a", "done")
+        [loaded] = read_runs(store.con, "scores")
+    assert dataclasses.replace(loaded, status=None, started_at=None, finished_at=None, rows_written=None,
+                               rows_skipped=None, rows_truncated=None) == RUN
+    assert (loaded.status, loaded.rows_written, loaded.rows_skipped, loaded.rows_truncated) == ("done", 2, 1, 1)
+    assert loaded.started_at <= loaded.finished_at
+    assert loaded.model_key == ("tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4))
 
 
 def test_chunk_and_checkpoint_commit_together_or_not_at_all(tmp_path):

@@ -9,31 +9,10 @@ from typing import TYPE_CHECKING, Sequence
 from emocli.analytics.sql import listing
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError, StoreError
-from emocli.store.core import quote as quote_ident  # identifiers from users are always double-quoted
+from emocli.store.runs import RUNS_TABLE, RunRecord, read_runs
 
 if TYPE_CHECKING:
     import duckdb
-
-RUNS_TABLE = "runs"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    model: str
-    repo: str | None
-    commit: str | None
-    labels: tuple[str, ...]
-    thresholds: tuple[float, ...]
-    text_col: str | None
-    status: str | None
-    rows_written: int | None
-    rows_skipped: int | None
-
-    @property
-    def model_key(self) -> tuple:
-        """Runs with equal keys scored with the same model and thresholds, so their rows can be pooled."""
-        return (self.model, self.repo, self.commit, self.labels, self.thresholds)
 
 
 @dataclass(frozen=True)
@@ -41,7 +20,7 @@ class RunGroup:
     """One or more runs of the same model: the unit a summary never mixes with another."""
 
     name: str
-    runs: tuple[RunInfo, ...]
+    runs: tuple[RunRecord, ...]
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -114,20 +93,14 @@ def open_store(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> Store
     return Store(con=con, path=Path(db), table=table, columns=table_columns(con, table))
 
 
-def load_runs(store: Store) -> list[RunInfo]:
+def load_runs(store: Store) -> list[RunRecord]:
     """The runs recorded for the store's table, oldest first."""
     if RUNS_TABLE not in table_names(store.con):
         raise StoreError(f"{store.path} has no {RUNS_TABLE!r} table: was {store.table!r} written by `emocli tag`?")
-    rows = store.con.execute(
-        f"SELECT run_id, model, repo, \"commit\", labels, thresholds, text_col, status, rows_written, "
-        f"rows_skipped FROM {quote_ident(RUNS_TABLE)} WHERE table_name = $t OR table_name IS NULL "
-        f"ORDER BY started_at NULLS LAST, run_id", {"t": store.table}).fetchall()
-    return [RunInfo(run_id=r[0], model=r[1] or "?", repo=r[2], commit=r[3], labels=tuple(r[4] or ()),
-                    thresholds=tuple(r[5] or ()), text_col=r[6], status=r[7], rows_written=r[8],
-                    rows_skipped=r[9]) for r in rows]
+    return read_runs(store.con, store.table)
 
 
-def describe_runs(runs: Sequence[RunInfo]) -> str:
+def describe_runs(runs: Sequence[RunRecord]) -> str:
     return "; ".join(f"{run.run_id} ({run.model}, {run.status or '?'})" for run in runs) or "(none)"
 
 
@@ -141,7 +114,7 @@ def select_run_groups(store: Store, run_ids: Sequence[str] = ()) -> list[RunGrou
     if missing:
         raise InputError(f"run {missing[0]!r} not found for table {store.table!r}; runs: {describe_runs(runs)}")
     chosen = [by_id[run_id] for run_id in dict.fromkeys(run_ids)] if run_ids else runs
-    groups: dict[tuple, list[RunInfo]] = {}
+    groups: dict[tuple, list[RunRecord]] = {}
     for run in chosen:
         absent = [label for label in run.labels if label not in store.columns]
         if absent:
@@ -151,7 +124,7 @@ def select_run_groups(store: Store, run_ids: Sequence[str] = ()) -> list[RunGrou
     return [RunGroup(name, tuple(members)) for name, members in zip(_group_names(groups), groups.values())]
 
 
-def _group_names(groups: dict[tuple, list[RunInfo]]) -> list[str]:
+def _group_names(groups: dict[tuple, list[RunRecord]]) -> list[str]:
     """The model name, made unique with the commit (or the run ids) when two groups share it."""
     names = [members[0].model for members in groups.values()]
     result = []
