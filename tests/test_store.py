@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from emocli.errors import StoreError
+from emocli.store.connect import open_read_only
 from emocli.store.core import SCHEMA_VERSION, ChunkCounts, Store, check_table_name
 from emocli.store.runs import RunRecord, read_runs
 
@@ -113,6 +114,36 @@ def test_a_database_locked_by_another_process_is_one_clear_error(tmp_path):
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError, match="locked by another process"):
             Store(db)
+        with pytest.raises(StoreError, match="locked by another process"):
+            open_read_only(db)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error_for_every_opener(tmp_path):
+    db = tmp_path / "notes.duckdb"
+    db.write_text("these are notes, not a database\n" * 100)
+    for opener in (Store, open_read_only):
+        with pytest.raises(StoreError, match="notes.duckdb: cannot open the database"):
+            opener(db)
+    with pytest.raises(StoreError, match="database not found: .*missing.duckdb") as missing:
+        open_read_only(tmp_path / "missing.duckdb")
+    assert "notes.duckdb" in missing.value.hint  # the databases that are there
+
+
+def test_a_read_only_connection_neither_writes_nor_reaches_other_files(tmp_path):
+    db = tmp_path / "e.duckdb"
+    (tmp_path / "other.csv").write_text("a\n1\n")
+    with Store(db) as store:
+        store.begin_run(RUN, [("a.csv", "/data/a.csv")])
+    con = open_read_only(db)
+    try:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+        for sql in ("DELETE FROM runs", f"COPY runs TO '{tmp_path / 'out.csv'}'",
+                    f"SELECT * FROM read_csv('{tmp_path / 'other.csv'}')"):
+            with pytest.raises(duckdb.Error):
+                con.execute(sql)
+    finally:
+        con.close()
+    assert not (tmp_path / "out.csv").exists()

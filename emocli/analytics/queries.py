@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from emocli.analytics.groups import GroupBy, parse_group_bys
-from emocli.analytics.source import (RunGroup, Store, connect_read_only, groups_with_label, open_store,
+from emocli.analytics.source import (RunGroup, Store, groups_with_label, open_store,
                                      select_run_groups, unfinished_run_notes)
 from emocli.analytics.sql import Params, Query, listing
 from emocli.analytics.where import parse_where
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError, StoreError
+from emocli.store.connect import open_read_only
 from emocli.store.core import quote as quote_ident  # identifiers from users are always double-quoted
 
 METRICS = ("prevalence", "mean", "count")
@@ -366,7 +367,7 @@ def run_query(db: str | Path, sql: str, max_rows: int | None = None) -> Frame:
 
     if not sql or not sql.strip():
         raise InputError("query: empty SQL")
-    con = connect_read_only(db)
+    con = open_read_only(db)
     try:
         cursor = con.execute(sql)
         if cursor.description is None:

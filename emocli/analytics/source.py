@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 from emocli.analytics.sql import listing
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError, StoreError
+from emocli.store.connect import open_read_only
 from emocli.store.runs import RUNS_TABLE, RunRecord, read_runs
 
 if TYPE_CHECKING:
@@ -50,26 +51,6 @@ class Store:
         self.close()
 
 
-def connect_read_only(db: str | Path) -> "duckdb.DuckDBPyConnection":
-    """Open an existing database read-only, with no access to other files (no COPY TO, ATTACH, read_csv)."""
-    import duckdb
-
-    path = Path(db).expanduser()
-    if not path.is_file():
-        nearby = sorted(p.name for p in path.resolve().parent.glob("*.duckdb")) if path.parent.is_dir() else []
-        hint = "create it with `emocli tag FILE`" + (f"; databases here: {', '.join(nearby)}" if nearby else "")
-        raise StoreError(f"database not found: {path}", hint=hint)
-    try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-        con.execute("SET enable_progress_bar = false")  # our output is the table, not DuckDB's bar
-        return con
-    except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        if "lock" in first.lower():
-            raise StoreError(f"{path} is locked by another process (is `emocli tag` still running?)") from None
-        raise StoreError(f"cannot open {path} as a DuckDB database: {first}") from None
-
-
 def table_names(con: "duckdb.DuckDBPyConnection") -> list[str]:
     rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY table_name").fetchall()
     return [row[0] for row in rows]
@@ -84,7 +65,7 @@ def table_columns(con: "duckdb.DuckDBPyConnection", table: str) -> dict[str, str
 
 def open_store(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> Store:
     """The database opened read-only and the table's columns; one clear error naming what exists if not."""
-    con = connect_read_only(db)
+    con = open_read_only(db)
     tables = table_names(con)
     if table not in tables:
         con.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from emocli.errors import StoreError
+from emocli.store.connect import open_for_write
 from emocli.store.runs import RUNS_DDL, RUNS_TABLE, RUN_STATUSES, RunRecord
 
 if TYPE_CHECKING:
@@ -90,27 +91,12 @@ def _unregister(con, name: str) -> None:
         pass
 
 
-def _is_lock_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "lock" in text or "conflicting" in text
-
-
 class Store:
     """One DuckDB file, opened for writing (DuckDB allows one writing process at a time)."""
 
     def __init__(self, path: Path | str, *, memory_limit: str = MEMORY_LIMIT):
-        import duckdb
-
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist")
-        try:
-            self.con = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        except duckdb.Error as exc:
-            if _is_lock_error(exc):
-                raise StoreError(f"{self.path}: the database is locked by another process",
-                                 hint="wait for the other emocli/duckdb process to finish, or use another --db") from None
-            raise StoreError(f"{self.path}: cannot open the database: {str(exc).splitlines()[0]}") from None
+        self.con = open_for_write(self.path, memory_limit=memory_limit)
         self._ensure_schema()
 
     # -- life cycle ------------------------------------------------------------------------------------------
