@@ -12,8 +12,9 @@ import pytest
 
 from emocli.errors import StoreError
 from emocli.store.connect import open_read_only
-from emocli.store.core import SCHEMA_VERSION, ChunkCounts, Store, check_table_name
+from emocli.store.core import ChunkCounts, Store, check_table_name
 from emocli.store.runs import RunRecord, read_runs
+from emocli.store.schema import SCHEMA_VERSION
 
 RUN = RunRecord("run-a", "scores", "tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4), "multi_label",
                 ("a.csv",), "text")

@@ -23,28 +23,16 @@ from typing import TYPE_CHECKING, Iterable
 from emocli.errors import StoreError
 from emocli.store.connect import open_for_write
 from emocli.store.runs import RUNS_DDL, RUNS_TABLE, RUN_STATUSES, RunRecord
+from emocli.store.schema import META_TABLE, PROGRESS_DDL, PROGRESS_TABLE, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
-META_TABLE = "emocli_meta"
-PROGRESS_TABLE = "emocli_progress"
 RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE}
 MEMORY_LIMIT = "64MB"  # DuckDB caches the blocks it writes up to this: at 256MB peak RSS grew with the table (benchmarks/store_rss.py)
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                   "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-PROGRESS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
-    run_id VARCHAR,
-    file VARCHAR,
-    path VARCHAR,
-    rows_done BIGINT,
-    done BOOLEAN,
-    updated_at TIMESTAMP
-)"""
 
 
 def check_table_name(name: str) -> str:
