@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+import emocli
 from emocli.errors import StoreError
 from emocli.store.connect import open_read_only
 from emocli.store.core import ChunkCounts, Store, check_table_name
@@ -52,9 +53,9 @@ def test_the_run_the_writer_records_is_the_run_readers_load(tmp_path):
         store.finish_run("run-a", "done")
         [loaded] = read_runs(store.con, "scores")
     assert dataclasses.replace(loaded, status=None, started_at=None, finished_at=None, rows_written=None,
-                               rows_skipped=None, rows_truncated=None) == RUN
+                               rows_skipped=None, rows_truncated=None, emocli_version=None) == RUN
     assert (loaded.status, loaded.rows_written, loaded.rows_skipped, loaded.rows_truncated) == ("done", 2, 1, 1)
-    assert loaded.started_at <= loaded.finished_at
+    assert loaded.started_at <= loaded.finished_at and loaded.emocli_version == emocli.__version__
     assert loaded.model_key == ("tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4))
 
 
@@ -101,7 +102,7 @@ def test_drop_table_removes_its_runs_and_checkpoints_only(tmp_path):
 
 def test_table_names_are_checked():
     assert check_table_name("scores_2025") == "scores_2025"
-    for bad in ("x; DROP TABLE runs", "1abc", "", "runs", "emocli_progress"):
+    for bad in ("x; DROP TABLE runs", "1abc", "", "runs", "emocli_progress", "emocli_migrations"):
         with pytest.raises(StoreError):
             check_table_name(bad)
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 RUNS_TABLE = "runs"
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 
+# The table as migration 1 creates it; later migrations add columns (store/schema.py).
 RUNS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     run_id VARCHAR PRIMARY KEY,
@@ -56,6 +57,7 @@ class RunRecord:
     rows_written: int | None = None
     rows_skipped: int | None = None
     rows_truncated: int | None = None
+    emocli_version: str | None = None  # absent from stores before schema 2
 
     @property
     def model_key(self) -> tuple:
