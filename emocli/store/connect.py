@@ -52,5 +52,6 @@ def _open_error(path: Path, exc: Exception) -> StoreError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "lock" in first.lower() or "conflicting" in first.lower():
         return StoreError(f"{path}: the database is locked by another process",
-                          hint="wait for the other emocli/duckdb process (`emocli tag`?) to finish, or use another --db")
+                          hint="wait for the other emocli/duckdb process (`emocli tag`?) to finish, "
+                               "or use another --db")
     return StoreError(f"{path}: cannot open the database: {first}")
