@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from emocli.analytics.groups import GroupBy, parse_group_bys
-from emocli.analytics.source import (RunGroup, Store, groups_with_label, open_store,
+from emocli.analytics.source import (OpenTable, RunGroup, groups_with_label, open_table,
                                      select_run_groups, unfinished_run_notes)
 from emocli.analytics.sql import Params, Query, listing
 from emocli.analytics.where import parse_where
@@ -113,7 +113,7 @@ def _dominant(labels: Sequence[str], params: Params) -> str:
     return f"CASE WHEN {top} IS NULL OR {top} <= 0 THEN NULL {cases} END AS {quote_ident('dominant')}"
 
 
-def summary_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], request: SummaryRequest,
+def summary_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: SummaryRequest,
                   sort: str | None = None) -> Query:
     """One SQL statement: per group the text count, skipped rows, per-label metric, dominant, any/none."""
     params = Params()
@@ -172,7 +172,7 @@ def summarize(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
         raise InputError(f"--metric {request.metric}: use one of {', '.join(METRICS)}")
     if request.min_count < 0:
         raise InputError("--min-count must be 0 or more")
-    with open_store(db, table) as store:
+    with open_table(db, table) as store:
         groups = parse_group_bys(request.by, store.columns)
         run_groups = select_run_groups(store, request.runs)
         _check_sort(request.sort, run_groups)
@@ -187,7 +187,7 @@ def summarize(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
     return dataclasses.replace(frame, time_column=time_column)
 
 
-def _execute(store: Store, query: Query) -> tuple[tuple[str, ...], list[tuple]]:
+def _execute(store: OpenTable, query: Query) -> tuple[tuple[str, ...], list[tuple]]:
     cursor = store.con.execute(query.sql, query.params)
     return tuple(d[0] for d in cursor.description), cursor.fetchall()
 
@@ -229,7 +229,7 @@ class CooccurRequest:
 COOCCUR_COLUMNS = ("label_a", "label_b", "count", "lift", "count_a", "count_b", "texts")
 
 
-def cooccur_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], request: CooccurRequest) -> Query:
+def cooccur_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: CooccurRequest) -> Query:
     """Per group: texts, per label how many texts carry it, per label pair how many carry both, and the
     lift P(a,b) / (P(a) P(b)) = n_ab * n / (n_a * n_b), all in SQL over the predicted `labels` lists."""
     params = Params()
@@ -267,7 +267,7 @@ def cooccur_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], requ
 def cooccurrence(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
                  request: CooccurRequest = CooccurRequest()) -> Frame:
     """Long format: one row per group and ordered label pair (a, b) with count, lift, count_a, count_b, texts."""
-    with open_store(db, table) as store:
+    with open_table(db, table) as store:
         groups = parse_group_bys(request.by, store.columns)
         run_groups = select_run_groups(store, request.runs)
         results = [(group, _execute(store, cooccur_query(store, group, groups, request))) for group in run_groups]
@@ -300,7 +300,7 @@ class ExamplesRequest:
     runs: tuple[str, ...] = ()
 
 
-def text_column(store: Store, run_groups: Sequence[RunGroup]) -> str:
+def text_column(store: OpenTable, run_groups: Sequence[RunGroup]) -> str:
     """The kept text column: the runs' text column if the table holds it, else `text`."""
     candidates = [run.text_col for group in run_groups for run in group.runs if run.text_col] + ["text"]
     for name in candidates:
@@ -310,7 +310,7 @@ def text_column(store: Store, run_groups: Sequence[RunGroup]) -> str:
                      f"are no examples to show; re-tag with `emocli tag FILE --keep-text`")
 
 
-def examples_query(store: Store, group: RunGroup, groups: Sequence[GroupBy], request: ExamplesRequest,
+def examples_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: ExamplesRequest,
                    text: str) -> Query:
     params = Params()
     score = quote_ident(request.label)
@@ -340,7 +340,7 @@ def examples(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
         raise InputError("--label is required")
     if request.k < 1:
         raise InputError("-k must be 1 or more")
-    with open_store(db, table) as store:
+    with open_table(db, table) as store:
         groups = parse_group_bys(request.by, store.columns)
         run_groups = groups_with_label(select_run_groups(store, request.runs), request.label)
         text = text_column(store, run_groups)

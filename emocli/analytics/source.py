@@ -33,7 +33,7 @@ class RunGroup:
 
 
 @dataclass
-class Store:
+class OpenTable:
     """An open DuckDB store and the columns (name -> type) of the table being analysed."""
 
     con: "duckdb.DuckDBPyConnection"
@@ -44,7 +44,7 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> "OpenTable":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -63,7 +63,7 @@ def table_columns(con: "duckdb.DuckDBPyConnection", table: str) -> dict[str, str
     return {name: dtype for name, dtype in rows}
 
 
-def open_store(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> Store:
+def open_table(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> OpenTable:
     """The database opened read-only and the table's columns; one clear error naming what exists if not."""
     con = open_read_only(db)
     tables = table_names(con)
@@ -71,10 +71,10 @@ def open_store(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE) -> Store
         con.close()
         user_tables = [name for name in tables if name != RUNS_TABLE and not name.startswith("emocli_")]
         raise StoreError(f"table {table!r} not found in {db}; tables: {listing(user_tables)}")
-    return Store(con=con, path=Path(db), table=table, columns=table_columns(con, table))
+    return OpenTable(con=con, path=Path(db), table=table, columns=table_columns(con, table))
 
 
-def load_runs(store: Store) -> list[RunRecord]:
+def load_runs(store: OpenTable) -> list[RunRecord]:
     """The runs recorded for the store's table, oldest first."""
     if RUNS_TABLE not in table_names(store.con):
         raise StoreError(f"{store.path} has no {RUNS_TABLE!r} table: was {store.table!r} written by `emocli tag`?")
@@ -85,7 +85,7 @@ def describe_runs(runs: Sequence[RunRecord]) -> str:
     return "; ".join(f"{run.run_id} ({run.model}, {run.status or '?'})" for run in runs) or "(none)"
 
 
-def select_run_groups(store: Store, run_ids: Sequence[str] = ()) -> list[RunGroup]:
+def select_run_groups(store: OpenTable, run_ids: Sequence[str] = ()) -> list[RunGroup]:
     """The chosen runs (all of the table's runs by default), grouped by model so two models never mix."""
     runs = load_runs(store)
     if not runs:
