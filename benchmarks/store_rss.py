@@ -30,7 +30,8 @@ def append_rows(limit: str, total: int, db: Path) -> dict:
     import pyarrow as pa
 
     from emocli.inference.engine import DEFAULT_WINDOW_ROWS
-    from emocli.store.core import ChunkCounts, RunRecord, Store
+    from emocli.store.core import ChunkCounts, Store
+    from emocli.store.runs import RunRecord
 
     labels = [f"label{i}" for i in range(11)]
     rng = np.random.default_rng(0)

@@ -370,7 +370,7 @@ def test_corpus_explain_errors(cli, store, trigger_model, trigger_model_dir, tmp
     assert "has no column 'rage'" in one_error_line(cli(["explain", "--db", store, "--label", "rage"]))
     assert "no column 'country'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--by", "country"]))
     assert "no rows of run 'run-9'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--run", "run-9"]))
-    assert "database file not found" in one_error_line(cli(["explain", "--db", tmp_path / "x.duckdb", "-l", "anger"]))
+    assert "database not found" in one_error_line(cli(["explain", "--db", tmp_path / "x.duckdb", "-l", "anger"]))
     assert "exactly one --label" in one_error_line(cli(["explain", "--db", store]))
     assert "unknown --rank 'best'" in one_error_line(cli(["explain", "--db", store, "-l", "anger", "--rank", "best"]))
 

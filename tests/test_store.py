@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -9,8 +10,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+import emocli
 from emocli.errors import StoreError
-from emocli.store.core import SCHEMA_VERSION, ChunkCounts, RunRecord, Store, check_table_name
+from emocli.store.connect import open_read_only
+from emocli.store.core import ChunkCounts, Store, check_table_name
+from emocli.store.runs import RunRecord, read_runs
+from emocli.store.schema import SCHEMA_VERSION
 
 RUN = RunRecord("run-a", "scores", "tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4), "multi_label",
                 ("a.csv",), "text")
@@ -38,6 +43,20 @@ def test_schema_tables_and_version(tmp_path):
     row = con.execute("SELECT run_id, model, labels, thresholds, status, rows_written FROM runs").fetchone()
     assert row == ("run-a", "tiny", ["joy", "fear"], [0.5, 0.4], "running", 0)
     con.close()
+
+
+def test_the_run_the_writer_records_is_the_run_readers_load(tmp_path):
+    db = tmp_path / "e.duckdb"
+    with Store(db) as store:
+        store.begin_run(RUN, [("a.csv", "/data/a.csv")])
+        store.append_chunk("scores", "run-a", "a.csv", chunk(["a:1", "a:2"]), 2, ChunkCounts(2, 1, 1), file_done=True)
+        store.finish_run("run-a", "done")
+        [loaded] = read_runs(store.con, "scores")
+    assert dataclasses.replace(loaded, status=None, started_at=None, finished_at=None, rows_written=None,
+                               rows_skipped=None, rows_truncated=None, emocli_version=None) == RUN
+    assert (loaded.status, loaded.rows_written, loaded.rows_skipped, loaded.rows_truncated) == ("done", 2, 1, 1)
+    assert loaded.started_at <= loaded.finished_at and loaded.emocli_version == emocli.__version__
+    assert loaded.model_key == ("tiny", None, "dir:abc", ("joy", "fear"), (0.5, 0.4))
 
 
 def test_chunk_and_checkpoint_commit_together_or_not_at_all(tmp_path):
@@ -83,7 +102,7 @@ def test_drop_table_removes_its_runs_and_checkpoints_only(tmp_path):
 
 def test_table_names_are_checked():
     assert check_table_name("scores_2025") == "scores_2025"
-    for bad in ("x; DROP TABLE runs", "1abc", "", "runs", "emocli_progress"):
+    for bad in ("x; DROP TABLE runs", "1abc", "", "runs", "emocli_progress", "emocli_migrations"):
         with pytest.raises(StoreError):
             check_table_name(bad)
 
@@ -97,6 +116,36 @@ def test_a_database_locked_by_another_process_is_one_clear_error(tmp_path):
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError, match="locked by another process"):
             Store(db)
+        with pytest.raises(StoreError, match="locked by another process"):
+            open_read_only(db)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error_for_every_opener(tmp_path):
+    db = tmp_path / "notes.duckdb"
+    db.write_text("these are notes, not a database\n" * 100)
+    for opener in (Store, open_read_only):
+        with pytest.raises(StoreError, match="notes.duckdb: cannot open the database"):
+            opener(db)
+    with pytest.raises(StoreError, match="database not found: .*missing.duckdb") as missing:
+        open_read_only(tmp_path / "missing.duckdb")
+    assert "notes.duckdb" in missing.value.hint  # the databases that are there
+
+
+def test_a_read_only_connection_neither_writes_nor_reaches_other_files(tmp_path):
+    db = tmp_path / "e.duckdb"
+    (tmp_path / "other.csv").write_text("a\n1\n")
+    with Store(db) as store:
+        store.begin_run(RUN, [("a.csv", "/data/a.csv")])
+    con = open_read_only(db)
+    try:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+        for sql in ("DELETE FROM runs", f"COPY runs TO '{tmp_path / 'out.csv'}'",
+                    f"SELECT * FROM read_csv('{tmp_path / 'other.csv'}')"):
+            with pytest.raises(duckdb.Error):
+                con.execute(sql)
+    finally:
+        con.close()
+    assert not (tmp_path / "out.csv").exists()

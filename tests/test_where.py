@@ -9,7 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from emocli.analytics.queries import Params, SummaryRequest, parse_where, summarize
+from emocli.analytics.queries import SummaryRequest, summarize
+from emocli.analytics.sql import Params
+from emocli.analytics.where import parse_where
 from emocli.errors import InputError
 from test_analytics import ENG, ENG_THRESHOLDS, build_store, run_spec
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from emocli.errors import InputError, StoreError
 from emocli.model.io import EmotionModel
+from emocli.store.connect import open_read_only
 from emocli.store.core import check_table_name, quote
 
 METHODS = ("lime", "integrated-gradients")
@@ -596,12 +597,7 @@ def _require_column(columns: dict[str, str], name: str, db: Path, table: str, hi
 
 
 def open_store(db: Path):
-    import duckdb
-
-    db = Path(db)
-    if not db.is_file():
-        raise InputError(f"{db}: database file not found", hint="tag texts first: emocli tag FILE --keep-text")
-    return duckdb.connect(str(db), read_only=True)
+    return open_read_only(db, missing_hint="tag texts first: emocli tag FILE --keep-text")
 
 
 def top_texts(db: Path, corpus: CorpusConfig) -> list[StoreText]:

@@ -20,7 +20,8 @@ from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.data import InputFile, derived_ids, describe_inputs, expand_inputs, iter_record_batches
 from emocli.errors import InputError
 from emocli.inference.engine import EngineConfig
-from emocli.store.core import ChunkCounts, FileProgress, RunRecord, Store, check_table_name
+from emocli.store.core import ChunkCounts, FileProgress, Store, check_table_name
+from emocli.store.runs import RunRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa

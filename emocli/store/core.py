@@ -10,6 +10,7 @@ Tables (the contract with the analytics commands):
   truncated, run_id. A model with other labels adds its columns; other runs' rows hold NULL there.
 - `runs`: one row per run (model, commit, labels, thresholds, inputs, counts, status).
 - `emocli_meta`: the schema version. `emocli_progress`: rows done per (run, input file).
+- `emocli_migrations`: the schema migrations applied, with when (store/schema.py).
 """
 
 from __future__ import annotations
@@ -20,51 +21,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from emocli import __version__
 from emocli.errors import StoreError
+from emocli.store.connect import open_for_write
+from emocli.store.runs import RUNS_TABLE, RUN_STATUSES, RunRecord
+from emocli.store.schema import META_TABLE, MIGRATIONS_TABLE, PROGRESS_TABLE, migrate
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
-META_TABLE = "emocli_meta"
-PROGRESS_TABLE = "emocli_progress"
-RUNS_TABLE = "runs"
-RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE}
-RUN_STATUSES = ("running", "done", "failed", "interrupted")
+RESERVED_TABLES = {META_TABLE, PROGRESS_TABLE, RUNS_TABLE, MIGRATIONS_TABLE}
 MEMORY_LIMIT = "64MB"  # DuckDB caches the blocks it writes up to this: at 256MB peak RSS grew with the table (benchmarks/store_rss.py)
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                   "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-RUNS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
-    run_id VARCHAR PRIMARY KEY,
-    table_name VARCHAR,
-    model VARCHAR,
-    repo VARCHAR,
-    "commit" VARCHAR,
-    labels VARCHAR[],
-    thresholds DOUBLE[],
-    task VARCHAR,
-    inputs VARCHAR[],
-    text_col VARCHAR,
-    started_at TIMESTAMP,
-    finished_at TIMESTAMP,
-    rows_written BIGINT,
-    rows_skipped BIGINT,
-    rows_truncated BIGINT,
-    status VARCHAR
-)"""
-
-PROGRESS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
-    run_id VARCHAR,
-    file VARCHAR,
-    path VARCHAR,
-    rows_done BIGINT,
-    done BOOLEAN,
-    updated_at TIMESTAMP
-)"""
+_NEW_RUN_COLUMNS = ("run_id, table_name, model, repo, \"commit\", labels, thresholds, task, inputs, text_col, "
+                    "started_at, finished_at, rows_written, rows_skipped, rows_truncated, status, emocli_version")
 
 
 def check_table_name(name: str) -> str:
@@ -79,20 +51,6 @@ def check_table_name(name: str) -> str:
 def quote(identifier: str) -> str:
     """Quote any column name (labels and input columns may hold spaces or quotes)."""
     return '"' + str(identifier).replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    table_name: str
-    model: str
-    repo: str | None
-    commit: str | None
-    labels: tuple[str, ...]
-    thresholds: tuple[float, ...]
-    task: str
-    inputs: tuple[str, ...]
-    text_col: str
 
 
 @dataclass(frozen=True)
@@ -125,28 +83,17 @@ def _unregister(con, name: str) -> None:
         pass
 
 
-def _is_lock_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "lock" in text or "conflicting" in text
-
-
 class Store:
     """One DuckDB file, opened for writing (DuckDB allows one writing process at a time)."""
 
     def __init__(self, path: Path | str, *, memory_limit: str = MEMORY_LIMIT):
-        import duckdb
-
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self.con = open_for_write(self.path, memory_limit=memory_limit)
         try:
-            self.con = duckdb.connect(str(self.path), config={"memory_limit": memory_limit})
-        except duckdb.Error as exc:
-            if _is_lock_error(exc):
-                raise StoreError(f"{self.path}: the database is locked by another process",
-                                 hint="wait for the other emocli/duckdb process to finish, or use another --db") from None
-            raise StoreError(f"{self.path}: cannot open the database: {str(exc).splitlines()[0]}") from None
-        self._ensure_schema()
+            self.migrations_applied = migrate(self.con, self.path)
+        except BaseException:
+            self.close()  # release the write lock: nothing can be written to a store we cannot migrate
+            raise
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -160,18 +107,6 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def _ensure_schema(self) -> None:
-        con = self.con
-        _sql(con, f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = _one(con, f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'")
-        if row is None:
-            _sql(con, f"INSERT INTO {META_TABLE} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: written by a newer emocli (store schema {row[0]} > {SCHEMA_VERSION})",
-                             hint="upgrade emocli")
-        _sql(con, RUNS_DDL)
-        _sql(con, PROGRESS_DDL)
 
     # -- queries ---------------------------------------------------------------------------------------------
     def table_exists(self, table: str) -> bool:
@@ -214,9 +149,10 @@ class Store:
         def create(con):
             if self.run_status(run.run_id) is None:
                 _sql(
-                    con, f"INSERT INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 'running')",
+                    con, f"INSERT INTO {RUNS_TABLE} ({_NEW_RUN_COLUMNS}) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 'running', ?)",
                     [run.run_id, run.table_name, run.model, run.repo, run.commit, list(run.labels),
-                     list(run.thresholds), run.task, list(run.inputs), run.text_col, datetime.now()],
+                     list(run.thresholds), run.task, list(run.inputs), run.text_col, datetime.now(), __version__],
                 )
             else:
                 _sql(con, f"UPDATE {RUNS_TABLE} SET status = 'running', finished_at = NULL WHERE run_id = ?",
