@@ -23,6 +23,7 @@ import numpy as np
 from emocli.training.distill import DistillConfig
 from emocli.errors import InputError
 from emocli.model.heads import ArchitectureConfig
+from emocli.progress import NullProgress, Progress, chosen
 from emocli.training.labelled import DataSpec, LabelledData, load_labelled
 from emocli.training.losses import LossConfig, label_cooccurrence
 from emocli.training.metrics import compute_metrics, macro_f1
@@ -242,19 +243,6 @@ def _epoch_thresholds(scores, data: LabelledData, config: ThresholdConfig) -> np
     return tune_thresholds(scores, data.targets, data.mask, config)
 
 
-def _progress(config: TrainConfig, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from emocli.cli.commands.common import err_console
-
-    return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("dev macro-F1 {task.fields[f1]}"),
-        TextColumn("{task.fields[rate]:.0f} rows/s"), TimeRemainingColumn(),
-        console=err_console, disable=not enabled, transient=False,
-    )
-
-
 def _parameter_groups(module, config: TrainConfig) -> list[dict]:
     """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -272,7 +260,7 @@ def _parameter_groups(module, config: TrainConfig) -> list[dict]:
 
 
 def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: LabelledData | None,
-         out_dir: Path | None) -> tuple[_Fit, Any]:
+         out_dir: Path | None, progress: Progress) -> tuple[_Fit, Any]:
     """Train one model; with dev, keep the epoch with the best dev macro-F1 and stop after `patience` worse."""
     import torch
     from accelerate import Accelerator
@@ -308,15 +296,16 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
     if history_path is not None and accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         history_path.write_text("", encoding="utf-8")
-    show = config.progress and accelerator.is_main_process
-    with _progress(config, show) as progress:
-        task = progress.add_task("train", total=total_steps, epoch=f"1/{config.epochs}", loss=0.0, f1="-", rate=0.0)
+    if not accelerator.is_main_process:
+        progress = NullProgress()
+    progress.start("train", total_steps, "steps")
+    try:
         for epoch in range(1, config.epochs + 1):
             module.train()
             class_loss = torch.zeros(len(train.labels))
             class_known = torch.zeros(len(train.labels))
             running = 0.0
-            progress.update(task, epoch=f"{epoch}/{config.epochs}")
+            progress.advance(0, epoch=f"{epoch}/{config.epochs}")
             for batch in loader:
                 targets, mask = batch.pop("labels_"), batch.pop("mask_")
                 with accelerator.accumulate(module):
@@ -337,7 +326,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
                 seen += len(targets) * accelerator.num_processes
                 if accelerator.sync_gradients:
                     step += 1
-                    progress.update(task, advance=1, loss=running, rate=seen / (time.perf_counter() - started))
+                    progress.advance(1, loss=running)
                 if config.max_steps and step >= config.max_steps:
                     break
             record = {
@@ -356,7 +345,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
                 record["dev_macro_f1"] = metrics["macro_f1"]
                 record["dev_micro_f1"] = metrics["micro_f1"]
                 record["dev_f1"] = {label: m["f1"] for label, m in metrics["per_class"].items()}
-                progress.update(task, f1=f"{metrics['macro_f1']:.3f}")
+                progress.advance(0, dev_macro_F1=f"{metrics['macro_f1']:.3f}")
                 if metrics["macro_f1"] > best_f1:
                     best_f1, bad_epochs, fit.best_epoch, fit.dev_scores = metrics["macro_f1"], 0, epoch, scores
                     best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
@@ -370,6 +359,8 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
                     handle.write(json.dumps(record) + "\n")
             if (dev is not None and bad_epochs >= config.patience) or (config.max_steps and step >= config.max_steps):
                 break
+    finally:
+        progress.finish()
     module = accelerator.unwrap_model(module)
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -392,7 +383,7 @@ def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData)
     fold_config = replace(config, progress=False)
     for held_out in _kfold(len(train), config.thresholds.cv_folds, config.seed):
         rest = np.setdiff1d(np.arange(len(train)), held_out)
-        fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None)
+        fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None, NullProgress())
         part = train.subset(held_out)
         scores[held_out] = predict_scores(fit.module, tokenizer, part.texts, max_length=config.max_length,
                                           batch_size=config.eval_batch_size, autocast=accelerator.autocast)
@@ -429,16 +420,20 @@ def _config_record(config: TrainConfig) -> dict:
     return record
 
 
-def finetune(config: TrainConfig) -> TrainResult:
-    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out."""
+def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out.
+
+    The loop reports to `progress` (default: emocli.progress.current()); none with config.progress False.
+    """
     from emocli.model.io import ModelInfo, save_model
 
+    progress = chosen(progress) if config.progress else NullProgress()
     started = time.perf_counter()
     train, dev = load_training_data(config)
     resolved, base = _base_info(config.base)
     out_dir = Path(config.out)
     source = choose_threshold_source(config.thresholds, dev)
-    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir)
+    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir, progress)
     if source == "fixed":
         thresholds = np.full(len(train.labels), config.thresholds.fixed)
     elif source == "dev":

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from emocli.cli.options import DEVICE_HELP, IdColOpt, JsonOpt, QuietOpt, TextColOpt, device_option
 from emocli.errors import InputError
 from emocli.training.losses import LOSSES
 from emocli.training.thresholds import THRESHOLD_SOURCES
-from emocli.cli.commands.common import out_console, print_json
+from emocli.cli.progress import progress_for
+from emocli.cli.console import out_console, print_json
 
 Loss = Enum("Loss", {name: name for name in LOSSES}, type=str)
 ThresholdSource = Enum("ThresholdSource", {name: name for name in THRESHOLD_SOURCES}, type=str)
@@ -24,18 +26,18 @@ def stack_command(
     out: Path = typer.Option(Path("emocli-stack"), "--out", "-o", help="Output model directory."),
     loss: Loss = typer.Option(Loss("hybrid"), "--loss", help="Meta-learner loss (hybrid, as in the research)."),
     bundle: bool = typer.Option(False, "--bundle", help="Copy the members into the stack directory (else: referenced by path + sha256)."),
-    text_col: str = typer.Option("text", "--text-col", help="Text column."),
-    id_col: str = typer.Option("id", "--id-col", help="Id column (never a label)."),
+    text_col: TextColOpt = "text",
+    id_col: IdColOpt = "id",
     threshold_source: ThresholdSource = typer.Option(ThresholdSource("auto"), "--threshold-source", help="Tune per-class thresholds on dev, or on out-of-fold train predictions (cv)."),
     epochs: int = typer.Option(40, "--epochs", help="Meta-learner epochs (early stopping on dev macro-F1)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr"),
     patience: int = typer.Option(6, "--patience"),
     seed: int = typer.Option(42, "--seed"),
-    device: str = typer.Option("cpu", "--device", help="Where the members run: cpu, cuda, cuda:1 ..."),
+    device: Annotated[str, device_option("Where the members run: " + DEVICE_HELP)] = "auto",
     register: Optional[str] = typer.Option(None, "--register", help="Add the stack to your registry under NAME and make it your default for `tag`."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stack fine-tuned models under a BiLSTM meta-learner; the stack is one model dir for `tag` and `evaluate`."""
     from emocli.training.labelled import DataSpec
@@ -54,7 +56,7 @@ def stack_command(
         batch_size=batch_size, learning_rate=lr, patience=patience, seed=seed, device=device, register=register,
         progress=not quiet,
     )
-    result = build_stack(config)
+    result = build_stack(config, progress_for(quiet))
     summary = {
         "out": str(result.out_dir), "members": list(member), "bundled": bundle, "labels": list(result.labels),
         "thresholds": list(result.thresholds), "threshold_source": result.threshold_source,

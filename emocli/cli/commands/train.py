@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from emocli.cli.options import DeviceOpt, IdColOpt, JsonOpt, ModelOpt, QuietOpt, TextColOpt, json_option
 from emocli.errors import InputError
 from emocli.model.heads import ARCHS, HEADS, SMALL_LEARNING_RATE
-from emocli.cli.commands.common import err_console, out_console, print_json
+from emocli.cli.progress import progress_for
+from emocli.cli.console import err_console, out_console, print_json
 
 
 class Loss(str, Enum):
@@ -91,8 +93,8 @@ def finetune_command(
     dev: Optional[list[str]] = typer.Option(None, "--dev", help="Dev file(s): early stopping and thresholds; repeatable."),
     out: Path = typer.Option(Path("emocli-model"), "--out", "-o", help="Output model directory."),
     base: Optional[str] = typer.Option(None, "--base", help="Base encoder (registry name, Hub id or dir); default: the registry's default_base."),
-    text_col: str = typer.Option("text", "--text-col", help="Text column."),
-    id_col: str = typer.Option("id", "--id-col", help="Id column (never a label)."),
+    text_col: TextColOpt = "text",
+    id_col: IdColOpt = "id",
     labels: Optional[list[str]] = typer.Option(None, "--labels", help="Label columns (comma-separated or repeated); default: detected."),
     drop_empty_labels: bool = typer.Option(False, "--drop-empty-labels", help="Drop label columns with no positive example instead of failing."),
     loss: Loss = typer.Option(Loss.asymmetric, "--loss", help="Training loss (default asymmetric: with per-class thresholds, the best of benchmarks/results/quality-search.md)."),
@@ -126,8 +128,8 @@ def finetune_command(
     unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher; repeatable."),
     distill_weight: float = typer.Option(1.0, "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
     register: Optional[str] = typer.Option(None, "--register", help="Add the model to your registry under NAME and make it your default for `tag`."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a multi-label emotion model (imbalance-aware losses, samplers, per-class thresholds)."""
     from emocli.training.distill import DistillConfig
@@ -155,7 +157,7 @@ def finetune_command(
         seed=seed, mixed_precision=mixed_precision.value, max_steps=max_steps, register=register,
         progress=not quiet,
     )
-    result = finetune(config)
+    result = finetune(config, progress_for(quiet))
     summary = {
         "out": str(result.out_dir), "labels": list(result.labels), "thresholds": list(result.thresholds),
         "threshold_source": result.threshold_source, "best_epoch": result.best_epoch,
@@ -197,15 +199,15 @@ def _print_finetune(summary: dict) -> None:
 
 def evaluate_command(
     data: list[str] = typer.Option(..., "--data", help="Labelled CSV/Parquet file(s) or globs; repeatable."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (registry name, Hub id or dir); default: your default model."),
-    text_col: str = typer.Option("text", "--text-col"),
-    id_col: str = typer.Option("id", "--id-col"),
+    model: ModelOpt = None,
+    text_col: TextColOpt = "text",
+    id_col: IdColOpt = "id",
     thresholds: EvalThresholds = typer.Option(EvalThresholds.saved, "--thresholds", help="The model's saved thresholds, or one fixed threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One threshold for every label (implies --thresholds fixed)."),
     batch_size: int = typer.Option(64, "--batch-size"),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Default: the model's own."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 ... (auto: GPU if any)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, json_option("Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Score a model on labelled data: micro/macro F1, per-class P/R/F1, ROC-AUC, Jaccard, Hamming, per language."""
     from emocli.training.labelled import DataSpec
