@@ -20,62 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from emocli.training.distill import DistillConfig
 from emocli.errors import InputError
-from emocli.model.heads import ArchitectureConfig
 from emocli.progress import NullProgress, Progress, chosen
-from emocli.training.labelled import DataSpec, LabelledData, load_labelled
-from emocli.training.losses import LossConfig, label_cooccurrence
+from emocli.training.config import EvalConfig, ThresholdConfig, TrainConfig  # the configs live there, numpy-free
+from emocli.training.labelled import LabelledData, load_labelled
+from emocli.training.losses import label_cooccurrence
 from emocli.training.metrics import compute_metrics, macro_f1
-from emocli.training.thresholds import ThresholdConfig, choose_threshold_source, tune_thresholds
+from emocli.training.thresholds import choose_threshold_source, tune_thresholds
 
-SAMPLERS = ("shuffle", "label-balanced")
-MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 HISTORY_FILE = "history.jsonl"
 CURVES_FILE = "training_curves.png"
-DEFAULT_OUT = Path("emocli-model")
 TRAIN_GUESSES = ("train.csv", "train.parquet", "data/train*.csv", "data/train*.parquet", "data/train/*.csv",
                  "data/train/*.parquet")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one fine-tune needs; the CLI builds it from flags, notebooks build it directly."""
-
-    train: tuple[str, ...]
-    dev: tuple[str, ...] = ()
-    out: Path = DEFAULT_OUT
-    base: str | None = None  # registry name, Hub id or directory; None: the registry's default_base
-    data: DataSpec = DataSpec()
-    loss: LossConfig = LossConfig()
-    thresholds: ThresholdConfig = ThresholdConfig()  # per-class: with the asymmetric loss, the best measured
-    architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.model.heads)
-    distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.training.distill)
-    sampler: str = "shuffle"
-    epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    head_learning_rate: float | None = None  # None: learning_rate; a fresh head often wants more than the encoder
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 64
-    gradient_accumulation: int = 1
-    patience: int = 2
-    seed: int = 42
-    mixed_precision: str = "auto"
-    max_steps: int | None = None  # cap on optimizer steps (smoke runs)
-    eval_batch_size: int = 64
-    register: str | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"unknown mixed precision {self.mixed_precision!r}")
-        for name in ("epochs", "batch_size", "max_length", "gradient_accumulation", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
 
 
 @dataclass
@@ -481,17 +437,6 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
                      labels=info.labels, thresholds=info.threshold_map(), max_length=info.max_length,
                      description=f"fine-tuned from {base_name} by emocli finetune")
     return register_model(spec, set_default=True)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    model: str | None
-    data: tuple[str, ...]
-    spec: DataSpec = DataSpec()
-    threshold: float | None = None  # one threshold for every label, overriding the model's
-    batch_size: int = 64
-    device: str = "auto"
-    max_length: int | None = None
 
 
 @dataclass

@@ -10,8 +10,7 @@ import typer
 
 from emocli.cli.options import DEVICE_HELP, IdColOpt, JsonOpt, QuietOpt, TextColOpt, device_option
 from emocli.errors import InputError
-from emocli.training.losses import LOSSES
-from emocli.training.thresholds import THRESHOLD_SOURCES
+from emocli.training.config import LOSSES, THRESHOLD_SOURCES
 from emocli.cli.progress import progress_for
 from emocli.cli.console import out_console, print_json
 
