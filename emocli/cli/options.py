@@ -6,8 +6,10 @@ text it calls the factory (`db_option("...")`) so the flag names still live here
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -64,3 +66,20 @@ TextColOpt = Annotated[str, text_col_option()]
 IdColOpt = Annotated[str, id_col_option()]
 RegistryOpt = Annotated[Optional[List[Path]],
                         typer.Option("--registry", "-r", help=REGISTRY_HELP, metavar="FILE", show_default=False)]
+
+
+def default_of(config_class: type, name: str) -> Any:
+    """The library's default for one field of a config dataclass: the CLI shows and uses it, never restates it."""
+    for item in fields(config_class):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            break
+    raise AttributeError(f"{config_class.__name__}.{name} has no default")
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An Enum for Typer's choice list, built from the library's tuple of accepted values."""
+    return Enum(name, {value: value for value in values}, type=str)
