@@ -218,6 +218,43 @@ def test_a_damaged_cache_is_pulled_again(cli, hub):
     assert hub.downloads()[fetched:] == ["tokenizer.json"]  # the other files were still in the cache
 
 
+class RecordingProgress:
+    """emocli.progress.Progress that keeps what it was told."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def start(self, task, total=None, unit="rows"):
+        self.calls.append(("start", task, total, unit))
+
+    def advance(self, n=1, **status):
+        self.calls.append(("advance", n, status))
+
+    def log(self, message):
+        self.calls.append(("log", message))
+
+    def finish(self):
+        self.calls.append(("finish",))
+
+
+def test_pull_reports_bytes_and_files_through_the_progress_protocol(hub, tiny_repo_files):
+    from emocli.hub.pull import choose_inference_files, pull_model
+    from emocli.progress import Progress
+
+    progress = RecordingProgress()
+    assert isinstance(progress, Progress)
+    pull_model(TINY_REPO, "main", progress=progress)
+    names = choose_inference_files(TINY_REPO, "main", {n: len(b) for n, b in tiny_repo_files.items()})
+    total = sum(len(tiny_repo_files[n]) for n in names)
+    kinds = [c[0] for c in progress.calls]
+    assert kinds[:2] == ["log", "start"] and kinds[-1] == "finish"
+    assert f"{len(names)} files" in progress.calls[0][1]
+    assert progress.calls[1] == ("start", "pull", total, "bytes")
+    advances = [c for c in progress.calls if c[0] == "advance"]
+    assert sum(n for _, n, _ in advances) == total  # every byte counted once
+    assert advances[-1][2] == {"files": f"{len(names)}/{len(names)}"}
+
+
 def test_unknown_repo_and_revision_give_one_line(cli, hub):
     missing = cli(["models", "pull", "emocli-test/no-such-model"])
     assert_one_clear_error(missing, "'emocli-test/no-such-model' not found", hub.url)

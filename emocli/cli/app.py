@@ -11,14 +11,12 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from emocli import __version__
+from emocli.cli.console import err_console
 from emocli.errors import EmocliError, as_emocli_error
-
-err_console = Console(stderr=True, highlight=False)
 
 
 def print_error(error: EmocliError) -> None:
@@ -31,8 +29,12 @@ class EmocliGroup(TyperGroup):
     """Turns known failures into one line on stderr and a non-zero exit code, for every subcommand."""
 
     def invoke(self, ctx):
+        from emocli.cli.progress import RichProgress
+        from emocli.progress import use
+
         try:
-            return super().invoke(ctx)
+            with use(RichProgress()):  # for work started deep inside a command (a pull while `tag` loads its model)
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: everything committed so far is kept")
             raise typer.Exit(130) from None

@@ -24,12 +24,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from emocli.errors import InputError, StoreError
 from emocli.model.io import EmotionModel
+from emocli.progress import Progress, chosen
 from emocli.store.connect import open_read_only
 from emocli.store.core import check_table_name, quote
 
@@ -665,23 +666,35 @@ def aggregate_drivers(explanations: Sequence[Explanation], label: str, *, min_co
 
 
 def explain_corpus(model: EmotionModel, rows: Sequence[StoreText], corpus: CorpusConfig, config: ExplainConfig,
-                   on_text: Callable[[], None] | None = None) -> CorpusExplanation:
+                   progress: Progress | None = None) -> CorpusExplanation:
     """Explain the label on each stored text and aggregate word contributions per group."""
     check_labels(model, [corpus.label])
+    progress = chosen(progress)
+    progress.start(f"explaining {corpus.label}", len(rows), "texts")
+    try:
+        groups = [_group_drivers(model, group, members, corpus, config, progress)
+                  for group, members in _by_group(rows).items()]
+    finally:
+        progress.finish()
+    return CorpusExplanation(corpus, config.method, tuple(groups))
+
+
+def _by_group(rows: Sequence[StoreText]) -> dict[Any, list[StoreText]]:
     grouped: dict[Any, list[StoreText]] = {}
     for row in rows:
         grouped.setdefault(row.group, []).append(row)
-    groups = []
-    for group, members in grouped.items():
-        explanations = []
-        for row in members:
-            explanations.append(explain_with(model, row.text, [corpus.label], config, key=row.key))
-            if on_text is not None:
-                on_text()
-        drivers = aggregate_drivers(explanations, corpus.label, min_count=corpus.min_count, top=corpus.top,
-                                    rank=corpus.rank)
-        groups.append(GroupDrivers(group, len(members), float(np.mean([r.score for r in members])), drivers))
-    return CorpusExplanation(corpus, config.method, tuple(groups))
+    return grouped
+
+
+def _group_drivers(model: EmotionModel, group: Any, members: list[StoreText], corpus: CorpusConfig,
+                   config: ExplainConfig, progress: Progress) -> GroupDrivers:
+    explanations = []
+    for row in members:
+        explanations.append(explain_with(model, row.text, [corpus.label], config, key=row.key))
+        progress.advance(1)
+    drivers = aggregate_drivers(explanations, corpus.label, min_count=corpus.min_count, top=corpus.top,
+                                rank=corpus.rank)
+    return GroupDrivers(group, len(members), float(np.mean([r.score for r in members])), drivers)
 
 
 def corpus_html(result: CorpusExplanation, model_name: str) -> str:

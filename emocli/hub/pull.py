@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from emocli.config import user_config_dir
 from emocli.errors import ConfigError, EmocliError, HubError, InputError, ModelNotFoundError
 from emocli.hub.registry import ModelSpec, Registry, load_registry
+from emocli.progress import Progress, chosen
 
 
 @dataclass(frozen=True)
@@ -270,13 +271,14 @@ def _resolve_repo(repo: str, revision: str, spec: ModelSpec | None, *, pull: boo
 
 
 def pull_model(repo: str, revision: str = "main", spec: ModelSpec | None = None, *,
-               allow_pickle: bool = False, progress: bool = True) -> ResolvedModel:
+               allow_pickle: bool = False, progress: Progress | bool = True) -> ResolvedModel:
     """Download what inference needs from repo@revision into the HF cache and pin the commit.
 
     A model already cached (at the commit pinned earlier) is returned without touching the network.
     Otherwise the revision is resolved to a commit sha, and config, tokenizer and safetensors weights
     are fetched at that commit. Repos with pickle weights only are refused unless `allow_pickle`.
-    Remote code is never fetched nor run.
+    Remote code is never fetched nor run. `progress`: where the download reports (True: the
+    installed one, emocli.progress.current(); False: nowhere).
     """
     revision = _check_revision(revision or "main")
     cached = find_in_cache(repo, revision)
@@ -346,13 +348,13 @@ def _list_repo(repo: str, revision: str, endpoint: str) -> tuple[str, dict[str, 
 
 
 def _download(repo: str, commit: str, files: list[str], sizes: dict[str, int | None], endpoint: str, *,
-              progress: bool) -> Path:
+              progress: Progress | bool) -> Path:
     from huggingface_hub import hf_hub_download
 
     cache_dir = hf_cache_dir()
     known = [sizes.get(name) for name in files]
     total = sum(known) if all(size is not None for size in known) else None
-    with _PullProgress(f"{repo} at commit {commit[:12]}", total, len(files), enabled=progress) as bar:
+    with _PullProgress(f"{repo} at commit {commit[:12]}", total, len(files), chosen(progress)) as bar:
         for name in _weights_last(files):
             hf_hub_download(repo, name, revision=commit, cache_dir=cache_dir, endpoint=endpoint,
                             tqdm_class=bar.tqdm_class)
@@ -465,46 +467,31 @@ def hub_error(exc: BaseException, repo: str, revision: str, endpoint: str) -> Hu
 
 
 class _PullProgress:
-    """One Rich bar on stderr for a pull: bytes (with speed and ETA) and files done; silent when disabled.
+    """A pull reported as one task: bytes (the progress shows speed and ETA) and files done.
 
-    `tqdm_class` is what huggingface_hub gets instead of tqdm, so its byte updates land on this bar.
+    `tqdm_class` is what huggingface_hub gets instead of tqdm, so its byte updates land on the progress.
     """
 
-    def __init__(self, label: str, total_bytes: int | None, n_files: int, *, enabled: bool):
-        self.label, self.total, self.n_files, self.enabled = label, total_bytes, n_files, enabled
+    def __init__(self, label: str, total_bytes: int | None, n_files: int, progress: Progress):
+        self.label, self.total, self.n_files, self.progress = label, total_bytes, n_files, progress
         self.files_done = 0
         self._file_bytes = 0
-        self._progress = None
-        self._task = None
 
     def __enter__(self) -> "_PullProgress":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
-
-            console = Console(stderr=True)
-            size = f", {self.total / 1e6:.1f} MB" if self.total is not None else ""
-            console.print(f"[bold]pulling[/] {self.label}: {self.n_files} files{size}", soft_wrap=True)
-            self._progress = Progress(
-                BarColumn(bar_width=30), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[files]}"), console=console,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("pull", total=self.total, files=self._files_text())
+        size = f", {self.total / 1e6:.1f} MB" if self.total is not None else ""
+        self.progress.log(f"pulling {self.label}: {self.n_files} files{size}")
+        self.progress.start("pull", self.total, "bytes")
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.progress.finish()
 
     def _files_text(self) -> str:
-        return f"{self.files_done}/{self.n_files} files"
+        return f"{self.files_done}/{self.n_files}"
 
     def advance(self, n: int) -> None:
         self._file_bytes += n
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
+        self.progress.advance(n, files=self._files_text())
 
     def file_done(self, size: int | None) -> None:
         """A file fetched or found cached: count what the download did not report."""
@@ -512,8 +499,7 @@ class _PullProgress:
             self.advance(size - self._file_bytes)
         self._file_bytes = 0
         self.files_done += 1
-        if self._progress is not None:
-            self._progress.update(self._task, files=self._files_text())
+        self.progress.advance(0, files=self._files_text())
 
     @property
     def tqdm_class(self) -> type:

@@ -14,12 +14,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator
 
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.data import InputFile, derived_ids, describe_inputs, expand_inputs, iter_record_batches
 from emocli.errors import InputError
 from emocli.inference.engine import EngineConfig
+from emocli.progress import Progress, chosen
 from emocli.store.core import ChunkCounts, FileProgress, Store, check_table_name
 from emocli.store.runs import RunRecord
 
@@ -74,23 +75,6 @@ class TagSummary:
         data["rows_per_s"] = round(self.rows_per_s, 1)
         data["seconds"] = round(self.seconds, 3)
         return data
-
-
-class Progress(Protocol):
-    def start(self, total: int | None, description: str) -> None: ...
-    def advance(self, rows: int, tokens: int) -> None: ...
-    def stop(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, total: int | None, description: str) -> None:
-        pass
-
-    def advance(self, rows: int, tokens: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -280,7 +264,7 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     from emocli.hub.pull import resolve_model
     from emocli.model.io import read_model_info
 
-    progress = progress or NoProgress()
+    progress = chosen(progress)
     check_table_name(config.table)
     if config.limit is not None and config.limit < 0:
         raise InputError(f"--limit {config.limit}: must be 0 or more")
@@ -309,7 +293,7 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
             _mark_run(store, run_id, "failed")
             raise
         finally:
-            progress.stop()
+            progress.finish()
         state = store.progress(run_id)
         summary.status = "done" if all(s.done for s in state.values()) else "interrupted"
         store.finish_run(run_id, summary.status)
@@ -336,10 +320,11 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
     summary.device = device
-    progress.start(_remaining_rows(plans, state, budget), "tagging")
+    progress.start("tagging", _remaining_rows(plans, state, budget), "rows")
     started = time.perf_counter()
     windows = iter_windows(plans, state, scorer.window_rows, budget)
-    for window, scored in score_windows(windows, _texts_of, scorer, on_batch=progress.advance):
+    for window, scored in score_windows(windows, _texts_of, scorer,
+                                         on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens)):
         key = window.plan.source.key
         if scored is None:
             store.finish_file(summary.run_id, key)
@@ -353,5 +338,5 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
         summary.skipped += counts.skipped
         summary.truncated += counts.truncated
         summary.tokens += scored.n_tokens
-        progress.advance(counts.skipped, 0)  # scored rows were reported batch by batch
+        progress.advance(counts.skipped)  # scored rows were reported batch by batch
     summary.seconds = time.perf_counter() - started

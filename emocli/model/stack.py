@@ -32,6 +32,7 @@ from torch import nn
 from emocli.errors import InputError, ModelNotFoundError
 from emocli.model.head_modules import HeadOutput, masked_mean, multilabel_loss
 from emocli.model.heads import CONFIG_FILE, WEIGHTS_FILE, LabelledConfig
+from emocli.progress import NullProgress, Progress, chosen
 from emocli.training.labelled import DataSpec, LabelledData, load_labelled
 from emocli.training.losses import LossConfig, MultiLabelLoss, label_cooccurrence
 from emocli.training.metrics import compute_metrics
@@ -309,7 +310,7 @@ def _new_meta(spec: StackSpec) -> StackMeta:
 # -- training ----------------------------------------------------------------------------------------------------
 
 def extract_features(module: StackModel, texts: list[str], *, max_length: int, batch_size: int,
-                     progress=None, task=None) -> list[np.ndarray]:
+                     progress: Progress | None = None) -> list[np.ndarray]:
     """Every member's vector for every text (n, d_i), computed exactly as the stack computes them when tagging."""
     device = next(module.members.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -326,7 +327,7 @@ def extract_features(module: StackModel, texts: list[str], *, max_length: int, b
         for array, f in zip(out, features):
             array[index] = f.cpu().numpy()
         if progress is not None:
-            progress.advance(task, len(index))
+            progress.advance(len(index))
     return out
 
 
@@ -417,22 +418,12 @@ def _thresholds(source: str, fit: _MetaFit, spec: StackSpec, config: StackConfig
     return tune_thresholds(scores, train.targets, train.mask, config.thresholds)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.text import Text
+def build_stack(config: StackConfig, progress: Progress | None = None) -> StackResult:
+    """Load the members, compute their features on train/dev, train the meta-learner, tune thresholds, save.
 
-    from emocli.cli.commands.common import err_console
-
-    class RowsPerSecond(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed or 0:.0f} rows/s")
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RowsPerSecond(),
-                    TimeRemainingColumn(), console=err_console, disable=not enabled)
-
-
-def build_stack(config: StackConfig) -> StackResult:
-    """Load the members, compute their features on train/dev, train the meta-learner, tune thresholds, save."""
+    Feature extraction reports to `progress` (default: emocli.progress.current()); none with config.progress False.
+    """
+    from emocli.inference.engine import resolve_device
     from emocli.model.io import ModelInfo
 
     started = time.perf_counter()
@@ -440,7 +431,7 @@ def build_stack(config: StackConfig) -> StackResult:
     train = load_labelled(config.train, config.data)
     dev = load_labelled(config.dev, config.data, labels=train.labels) if config.dev else None
     source = choose_threshold_source(config.thresholds, dev)
-    members, member_dirs = _load_members(config.members, config.device)
+    members, member_dirs = _load_members(config.members, resolve_device(config.device))  # auto: a GPU if any
     primary = members[0]
     max_length = primary.info.max_length
     module = StackModel(members, None, primary.tokenizer, None)
@@ -449,13 +440,15 @@ def build_stack(config: StackConfig) -> StackResult:
                  for ref, path, m, dim in zip(config.members, member_dirs, members, dims))
     spec = StackSpec(train.labels, refs, config.project_dim, config.lstm_hidden, config.dropout)
     module.config = spec
-    with _progress(config.progress) as progress:
-        rows = len(train) + (len(dev) if dev is not None else 0)
-        task = progress.add_task(f"member features ({len(members)} members)", total=rows)
+    progress = chosen(progress) if config.progress else NullProgress()
+    progress.start(f"member features ({len(members)} members)", len(train) + (len(dev) if dev is not None else 0))
+    try:
         train_x = extract_features(module, train.texts, max_length=max_length,
-                                   batch_size=config.feature_batch_size, progress=progress, task=task)
+                                   batch_size=config.feature_batch_size, progress=progress)
         dev_x = (extract_features(module, dev.texts, max_length=max_length, batch_size=config.feature_batch_size,
-                                  progress=progress, task=task) if dev is not None else None)
+                                  progress=progress) if dev is not None else None)
+    finally:
+        progress.finish()
     fit = train_meta(spec, config, train_x, train, dev_x, dev)
     module.meta = fit.meta
     thresholds = _thresholds(source, fit, spec, config, train_x, train, dev)

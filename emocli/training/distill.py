@@ -8,33 +8,12 @@ by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emocli.errors import InputError
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    teacher: str | None = None  # registry name, Hub id or directory of a fine-tuned emocli model
-    unlabeled: tuple[str, ...] = ()  # CSV/Parquet files, globs or directories with a text column
-    weight: float = 1.0  # of the distillation term next to the labelled loss
-    max_texts: int = 20000  # a random sample of the unlabeled texts when there are more
-    batch_size: int | None = None  # default: the labelled batch size
-
-    def __post_init__(self):
-        if self.teacher and not self.unlabeled:
-            raise InputError("--teacher needs unlabeled texts to distil on", hint="pass --unlabeled FILE (repeatable)")
-        if self.unlabeled and not self.teacher:
-            raise InputError("--unlabeled is only used for distillation", hint="pass --teacher MODEL as well")
-        if self.weight < 0 or self.max_texts < 1:
-            raise InputError("--distill-weight must be >= 0 and the unlabeled sample at least 1 text")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.teacher)
+from emocli.training.config import DistillConfig
 
 
 def read_texts(inputs: tuple[str, ...], text_col: str) -> list[str]:

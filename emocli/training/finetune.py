@@ -20,61 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from emocli.training.distill import DistillConfig
 from emocli.errors import InputError
-from emocli.model.heads import ArchitectureConfig
-from emocli.training.labelled import DataSpec, LabelledData, load_labelled
-from emocli.training.losses import LossConfig, label_cooccurrence
+from emocli.progress import NullProgress, Progress, chosen
+from emocli.training.config import EvalConfig, ThresholdConfig, TrainConfig  # the configs live there, numpy-free
+from emocli.training.labelled import LabelledData, load_labelled
+from emocli.training.losses import label_cooccurrence
 from emocli.training.metrics import compute_metrics, macro_f1
-from emocli.training.thresholds import ThresholdConfig, choose_threshold_source, tune_thresholds
+from emocli.training.thresholds import choose_threshold_source, tune_thresholds
 
-SAMPLERS = ("shuffle", "label-balanced")
-MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 HISTORY_FILE = "history.jsonl"
 CURVES_FILE = "training_curves.png"
-DEFAULT_OUT = Path("emocli-model")
 TRAIN_GUESSES = ("train.csv", "train.parquet", "data/train*.csv", "data/train*.parquet", "data/train/*.csv",
                  "data/train/*.parquet")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one fine-tune needs; the CLI builds it from flags, notebooks build it directly."""
-
-    train: tuple[str, ...]
-    dev: tuple[str, ...] = ()
-    out: Path = DEFAULT_OUT
-    base: str | None = None  # registry name, Hub id or directory; None: the registry's default_base
-    data: DataSpec = DataSpec()
-    loss: LossConfig = LossConfig()
-    thresholds: ThresholdConfig = ThresholdConfig()  # per-class: with the asymmetric loss, the best measured
-    architecture: ArchitectureConfig = ArchitectureConfig()  # --arch / --head (emocli.model.heads)
-    distill: DistillConfig = DistillConfig()  # --teacher / --unlabeled (emocli.training.distill)
-    sampler: str = "shuffle"
-    epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    head_learning_rate: float | None = None  # None: learning_rate; a fresh head often wants more than the encoder
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 64
-    gradient_accumulation: int = 1
-    patience: int = 2
-    seed: int = 42
-    mixed_precision: str = "auto"
-    max_steps: int | None = None  # cap on optimizer steps (smoke runs)
-    eval_batch_size: int = 64
-    register: str | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"unknown mixed precision {self.mixed_precision!r}")
-        for name in ("epochs", "batch_size", "max_length", "gradient_accumulation", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
 
 
 @dataclass
@@ -242,19 +199,6 @@ def _epoch_thresholds(scores, data: LabelledData, config: ThresholdConfig) -> np
     return tune_thresholds(scores, data.targets, data.mask, config)
 
 
-def _progress(config: TrainConfig, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from emocli.cli.commands.common import err_console
-
-    return Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("dev macro-F1 {task.fields[f1]}"),
-        TextColumn("{task.fields[rate]:.0f} rows/s"), TimeRemainingColumn(),
-        console=err_console, disable=not enabled, transient=False,
-    )
-
-
 def _parameter_groups(module, config: TrainConfig) -> list[dict]:
     """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -271,9 +215,69 @@ def _parameter_groups(module, config: TrainConfig) -> list[dict]:
             for (is_head, decay_free), params in sorted(groups.items())]
 
 
-def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: LabelledData | None,
-         out_dir: Path | None) -> tuple[_Fit, Any]:
-    """Train one model; with dev, keep the epoch with the best dev macro-F1 and stop after `patience` worse."""
+@dataclass
+class _Loop:
+    """The prepared training objects and the counters that run across epochs."""
+
+    accelerator: Any
+    module: Any
+    optimizer: Any
+    scheduler: Any
+    loader: Any
+    loss_fn: Any
+    distiller: Any
+    config: TrainConfig
+    step: int = 0  # optimizer steps
+    seen: int = 0  # rows, all processes
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def out_of_steps(self) -> bool:
+        return bool(self.config.max_steps) and self.step >= self.config.max_steps
+
+
+@dataclass
+class EarlyStopping:
+    """Keep the weights of the epoch with the best dev macro-F1; stop after `patience` epochs without a gain."""
+
+    patience: int
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    best_scores: np.ndarray | None = None
+    best_state: dict | None = None
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, macro_f1: float, scores: np.ndarray, module) -> None:
+        if macro_f1 > self.best_f1:
+            self.best_f1, self.bad_epochs, self.best_epoch, self.best_scores = macro_f1, 0, epoch, scores
+            self.best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+class _History:
+    """The per-epoch records, also appended to out_dir/history.jsonl as each epoch ends (main process only)."""
+
+    def __init__(self, out_dir: Path | None, write: bool):
+        self.records: list[dict] = []
+        self.path = out_dir / HISTORY_FILE if out_dir is not None and write else None
+        if self.path is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _prepare_loop(config: TrainConfig, base_dir: Path, train: LabelledData) -> tuple[_Loop, Any, int]:
+    """Seed, build the model, loader, optimizer, schedule and loss, and hand them to accelerate."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -301,80 +305,98 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
     loss_fn = MultiLabelLoss(config.loss, train.positives(), train.known(),
                              label_cooccurrence(train.targets, train.mask))
     module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
-    fit = _Fit(module=None)
-    best_f1, best_state, bad_epochs, step, seen = -1.0, None, 0, 0, 0
-    started = time.perf_counter()
-    history_path = out_dir / HISTORY_FILE if out_dir is not None else None
-    if history_path is not None and accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        history_path.write_text("", encoding="utf-8")
-    show = config.progress and accelerator.is_main_process
-    with _progress(config, show) as progress:
-        task = progress.add_task("train", total=total_steps, epoch=f"1/{config.epochs}", loss=0.0, f1="-", rate=0.0)
+    loop = _Loop(accelerator, module, optimizer, scheduler, loader, loss_fn, distiller, config)
+    return loop, tokenizer, total_steps
+
+
+def _train_epoch(loop: _Loop, labels: tuple[str, ...], progress: Progress) -> tuple[Any, Any]:
+    """One pass over the loader (or up to max_steps); the summed per-class loss and known counts."""
+    import torch
+
+    accelerator, module, needs_embeddings = loop.accelerator, loop.module, loop.config.loss.needs_embeddings
+    module.train()
+    class_loss = torch.zeros(len(labels))
+    class_known = torch.zeros(len(labels))
+    running = 0.0
+    for batch in loop.loader:
+        targets, mask = batch.pop("labels_"), batch.pop("mask_")
+        with accelerator.accumulate(module):
+            output = module(**batch, output_hidden_states=needs_embeddings)
+            embeddings = (_mean_pooled(output.hidden_states[-1], batch["attention_mask"])
+                          if needs_embeddings else None)
+            loss = loop.loss_fn(output.logits, targets, mask, embeddings)
+            accelerator.backward(loss.total + loop.distiller.loss(module) if loop.distiller else loss.total)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(module.parameters(), 1.0)
+            loop.optimizer.step()
+            loop.scheduler.step()
+            loop.optimizer.zero_grad()
+        class_loss += loss.per_class.float().cpu()
+        class_known += loss.known.float().cpu()
+        value = float(loss.total.detach())
+        running = 0.9 * running + 0.1 * value if loop.seen else value
+        loop.seen += len(targets) * accelerator.num_processes
+        if accelerator.sync_gradients:
+            loop.step += 1
+            progress.advance(1, loss=running)
+        if loop.out_of_steps:
+            break
+    return class_loss, class_known
+
+
+def _epoch_record(epoch: int, loop: _Loop, labels: tuple[str, ...], class_loss, class_known) -> dict:
+    elapsed = time.perf_counter() - loop.started
+    return {
+        "epoch": epoch, "step": loop.step, "train_loss": float(class_loss.sum() / class_known.sum().clamp(min=1)),
+        "class_loss": {label: float(class_loss[j] / max(float(class_known[j]), 1.0)) for j, label in enumerate(labels)},
+        "lr": float(loop.scheduler.get_last_lr()[0]), "rows_per_s": loop.seen / elapsed,
+        "elapsed_s": time.perf_counter() - loop.started,
+    }
+
+
+def _evaluate_epoch(module, tokenizer, dev: LabelledData, config: TrainConfig, autocast) -> tuple[np.ndarray, dict]:
+    """Dev scores and metrics at the thresholds tuned on them (what early stopping compares)."""
+    scores = predict_scores(module, tokenizer, dev.texts, max_length=config.max_length,
+                            batch_size=config.eval_batch_size, autocast=autocast)
+    thresholds = _epoch_thresholds(scores, dev, config.thresholds)
+    return scores, compute_metrics(scores, dev.targets, dev.mask, thresholds, dev.labels)
+
+
+def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: LabelledData | None,
+         out_dir: Path | None, progress: Progress) -> tuple[_Fit, Any]:
+    """Train one model; with dev, keep the epoch with the best dev macro-F1 and stop after `patience` worse."""
+    loop, tokenizer, total_steps = _prepare_loop(config, base_dir, train)
+    accelerator = loop.accelerator
+    stopping = EarlyStopping(config.patience)
+    history = _History(out_dir, write=accelerator.is_main_process)
+    last_epoch = 0
+    if not accelerator.is_main_process:
+        progress = NullProgress()
+    progress.start("train", total_steps, "steps")
+    try:
         for epoch in range(1, config.epochs + 1):
-            module.train()
-            class_loss = torch.zeros(len(train.labels))
-            class_known = torch.zeros(len(train.labels))
-            running = 0.0
-            progress.update(task, epoch=f"{epoch}/{config.epochs}")
-            for batch in loader:
-                targets, mask = batch.pop("labels_"), batch.pop("mask_")
-                with accelerator.accumulate(module):
-                    output = module(**batch, output_hidden_states=config.loss.needs_embeddings)
-                    embeddings = (_mean_pooled(output.hidden_states[-1], batch["attention_mask"])
-                                  if config.loss.needs_embeddings else None)
-                    loss = loss_fn(output.logits, targets, mask, embeddings)
-                    accelerator.backward(loss.total + distiller.loss(module) if distiller else loss.total)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(module.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                class_loss += loss.per_class.float().cpu()
-                class_known += loss.known.float().cpu()
-                value = float(loss.total.detach())
-                running = 0.9 * running + 0.1 * value if seen else value
-                seen += len(targets) * accelerator.num_processes
-                if accelerator.sync_gradients:
-                    step += 1
-                    progress.update(task, advance=1, loss=running, rate=seen / (time.perf_counter() - started))
-                if config.max_steps and step >= config.max_steps:
-                    break
-            record = {
-                "epoch": epoch, "step": step, "train_loss": float(class_loss.sum() / class_known.sum().clamp(min=1)),
-                "class_loss": {label: float(class_loss[j] / max(float(class_known[j]), 1.0))
-                               for j, label in enumerate(train.labels)},
-                "lr": float(scheduler.get_last_lr()[0]), "rows_per_s": seen / (time.perf_counter() - started),
-                "elapsed_s": time.perf_counter() - started,
-            }
-            unwrapped = accelerator.unwrap_model(module)
+            progress.advance(0, epoch=f"{epoch}/{config.epochs}")
+            class_loss, class_known = _train_epoch(loop, train.labels, progress)
+            record = _epoch_record(epoch, loop, train.labels, class_loss, class_known)
+            last_epoch = epoch
             if dev is not None:
-                scores = predict_scores(unwrapped, tokenizer, dev.texts, max_length=config.max_length,
-                                        batch_size=config.eval_batch_size, autocast=accelerator.autocast)
-                thresholds = _epoch_thresholds(scores, dev, config.thresholds)
-                metrics = compute_metrics(scores, dev.targets, dev.mask, thresholds, dev.labels)
+                unwrapped = accelerator.unwrap_model(loop.module)
+                scores, metrics = _evaluate_epoch(unwrapped, tokenizer, dev, config, accelerator.autocast)
                 record["dev_macro_f1"] = metrics["macro_f1"]
                 record["dev_micro_f1"] = metrics["micro_f1"]
                 record["dev_f1"] = {label: m["f1"] for label, m in metrics["per_class"].items()}
-                progress.update(task, f1=f"{metrics['macro_f1']:.3f}")
-                if metrics["macro_f1"] > best_f1:
-                    best_f1, bad_epochs, fit.best_epoch, fit.dev_scores = metrics["macro_f1"], 0, epoch, scores
-                    best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-                else:
-                    bad_epochs += 1
-            else:
-                fit.best_epoch = epoch
-            fit.history.append(record)
-            if history_path is not None and accelerator.is_main_process:
-                with open(history_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
-            if (dev is not None and bad_epochs >= config.patience) or (config.max_steps and step >= config.max_steps):
+                progress.advance(0, dev_macro_F1=f"{metrics['macro_f1']:.3f}")
+                stopping.update(epoch, metrics["macro_f1"], scores, unwrapped)
+            history.append(record)
+            if (dev is not None and stopping.should_stop) or loop.out_of_steps:
                 break
-    module = accelerator.unwrap_model(module)
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    finally:
+        progress.finish()
+    module = accelerator.unwrap_model(loop.module)
+    if stopping.best_state is not None:
+        module.load_state_dict(stopping.best_state)
     module.eval()
-    fit.module = module
+    fit = _Fit(module, history.records, stopping.best_epoch if dev is not None else last_epoch, stopping.best_scores)
     accelerator.wait_for_everyone()
     return fit, (tokenizer, accelerator)
 
@@ -392,7 +414,7 @@ def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData)
     fold_config = replace(config, progress=False)
     for held_out in _kfold(len(train), config.thresholds.cv_folds, config.seed):
         rest = np.setdiff1d(np.arange(len(train)), held_out)
-        fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None)
+        fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None, NullProgress())
         part = train.subset(held_out)
         scores[held_out] = predict_scores(fit.module, tokenizer, part.texts, max_length=config.max_length,
                                           batch_size=config.eval_batch_size, autocast=accelerator.autocast)
@@ -429,16 +451,20 @@ def _config_record(config: TrainConfig) -> dict:
     return record
 
 
-def finetune(config: TrainConfig) -> TrainResult:
-    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out."""
+def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out.
+
+    The loop reports to `progress` (default: emocli.progress.current()); none with config.progress False.
+    """
     from emocli.model.io import ModelInfo, save_model
 
+    progress = chosen(progress) if config.progress else NullProgress()
     started = time.perf_counter()
     train, dev = load_training_data(config)
     resolved, base = _base_info(config.base)
     out_dir = Path(config.out)
     source = choose_threshold_source(config.thresholds, dev)
-    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir)
+    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir, progress)
     if source == "fixed":
         thresholds = np.full(len(train.labels), config.thresholds.fixed)
     elif source == "dev":
@@ -486,17 +512,6 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
                      labels=info.labels, thresholds=info.threshold_map(), max_length=info.max_length,
                      description=f"fine-tuned from {base_name} by emocli finetune")
     return register_model(spec, set_default=True)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    model: str | None
-    data: tuple[str, ...]
-    spec: DataSpec = DataSpec()
-    threshold: float | None = None  # one threshold for every label, overriding the model's
-    batch_size: int = 64
-    device: str = "auto"
-    max_length: int | None = None
 
 
 @dataclass

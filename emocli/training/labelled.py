@@ -15,6 +15,7 @@ import numpy as np
 
 from emocli.data import expand_inputs, language_from_filename
 from emocli.errors import InputError
+from emocli.training.config import DataSpec
 
 # Columns that are never labels, besides the chosen text and id columns.
 METADATA_COLUMNS = frozenset({
@@ -22,16 +23,6 @@ METADATA_COLUMNS = frozenset({
     "author", "url", "title", "country", "locale", "platform",
 })
 LANGUAGE_COLUMNS = ("language", "lang")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """How to read labelled files: which column holds the text and which columns are labels."""
-
-    text_col: str = "text"
-    id_col: str = "id"
-    labels: tuple[str, ...] | None = None  # None: detect from the columns
-    drop_empty_labels: bool = False
 
 
 @dataclass

@@ -9,41 +9,11 @@ like `pos_weight` in BCEWithLogitsLoss: rare labels get a larger push towards re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-LOSSES = ("bce", "weighted-bce", "focal", "asymmetric", "hybrid")
-CLASS_WEIGHTS = ("inverse", "sqrt-inverse", "effective-number")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    name: str = "asymmetric"  # the best measured at full scale (benchmarks/results/quality-search-h100-minilm.md)
-    class_weights: str = "sqrt-inverse"
-    effective_beta: float = 0.999
-    focal_gamma: float = 2.0
-    asl_gamma_pos: float = 0.0
-    asl_gamma_neg: float = 4.0
-    asl_margin: float = 0.05
-    lambda_corr: float = 0.1
-    lambda_con: float = 0.1
-    contrastive_temperature: float = 0.1
-
-    def __post_init__(self):
-        if self.name not in LOSSES:
-            raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
-        if self.class_weights not in CLASS_WEIGHTS:
-            raise ValueError(f"unknown class weights {self.class_weights!r}; choose one of {', '.join(CLASS_WEIGHTS)}")
-
-    @property
-    def uses_class_weights(self) -> bool:
-        return self.name in ("weighted-bce", "focal", "hybrid")
-
-    @property
-    def needs_embeddings(self) -> bool:
-        return self.name == "hybrid" and self.lambda_con > 0
+from emocli.training.config import CLASS_WEIGHTS, LOSSES, LossConfig  # noqa: F401 - re-exported
 
 
 def class_weights(positives: np.ndarray, known: np.ndarray, scheme: str, beta: float = 0.999) -> np.ndarray:

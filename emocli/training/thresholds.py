@@ -7,37 +7,11 @@ than `min_positives` positives in the tuning set, and 0.5 when it has none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from emocli.errors import InputError
-
-THRESHOLD_MODES = ("per-class", "fixed")
-THRESHOLD_SOURCES = ("auto", "dev", "cv")
-
-
-@dataclass(frozen=True)
-class ThresholdConfig:
-    mode: str = "per-class"
-    fixed: float = 0.5
-    source: str = "auto"  # auto: dev when it has enough positives of every label, else cv over train
-    cv_folds: int = 3
-    min_positives: int = 5
-    low: float = 0.05
-    high: float = 0.95
-    few_low: float = 0.3
-    few_high: float = 0.7
-    step: float = 0.01
-
-    def __post_init__(self):
-        if self.mode not in THRESHOLD_MODES:
-            raise ValueError(f"unknown threshold mode {self.mode!r}; choose one of {', '.join(THRESHOLD_MODES)}")
-        if self.source not in THRESHOLD_SOURCES:
-            raise ValueError(f"unknown threshold source {self.source!r}; choose one of {', '.join(THRESHOLD_SOURCES)}")
-        if not 0.0 < self.fixed < 1.0:
-            raise ValueError(f"threshold {self.fixed} must lie strictly between 0 and 1")
-
+from emocli.training.config import THRESHOLD_MODES, THRESHOLD_SOURCES, ThresholdConfig  # noqa: F401 - re-exported
 
 def f1_at(scores: np.ndarray, truth: np.ndarray, threshold: float) -> float:
     predicted = scores >= threshold

@@ -8,23 +8,14 @@ from typing import List, Optional
 import typer
 
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
-from emocli.cli.commands.common import err_console, out_console
+from emocli.cli.console import err_console, out_console
+from emocli.cli.options import DbOpt, TableOpt
 
-DB_HELP = "The DuckDB database written by `emocli tag`."
-TABLE_HELP = "The scores table in it."
 RUN_HELP = "Only this run (repeatable). Default: every run of the table, kept apart per model."
 BY_HELP = "Group by a column, or a time bucket of a timestamp column: day|week|month|year:COLUMN. Repeat to nest."
 WHERE_HELP = ("Filter rows, e.g. \"language = 'eng' AND anger > 0.5\": comparisons, IN, BETWEEN, IS NULL, LIKE on "
               "columns, joined by AND/OR/NOT.")
 FORMAT_HELP = "table (coloured, default on stdout), csv, json, markdown or parquet (needs --out). Default from --out."
-
-
-def _db_option():
-    return typer.Option(Path(DEFAULT_DB), "--db", help=DB_HELP, show_default=True)
-
-
-def _table_option():
-    return typer.Option(DEFAULT_TABLE, "--table", help=TABLE_HELP, show_default=True)
 
 
 def _run_option():
@@ -53,8 +44,8 @@ def _plot_option(help_text: str):
 
 def summarize(
     by: Optional[List[str]] = _by_option(),
-    db: Path = _db_option(),
-    table: str = _table_option(),
+    db: DbOpt = Path(DEFAULT_DB),
+    table: TableOpt = DEFAULT_TABLE,
     run: Optional[List[str]] = _run_option(),
     where: Optional[str] = _where_option(),
     metric: str = typer.Option("prevalence", "--metric", "-m",
@@ -85,8 +76,8 @@ def summarize(
 
 def cooccur(
     by: Optional[List[str]] = _by_option("Compute one matrix per group (a column or BUCKET:COLUMN); repeatable."),
-    db: Path = _db_option(),
-    table: str = _table_option(),
+    db: DbOpt = Path(DEFAULT_DB),
+    table: TableOpt = DEFAULT_TABLE,
     run: Optional[List[str]] = _run_option(),
     where: Optional[str] = _where_option(),
     min_count: int = typer.Option(0, "--min-count", help="Drop groups with fewer scored texts."),
@@ -120,8 +111,8 @@ def examples(
     label: str = typer.Option(..., "--label", "-l", help="The emotion whose highest-scoring texts to show."),
     by: Optional[List[str]] = _by_option("Top texts per group (a column or BUCKET:COLUMN); repeatable."),
     k: int = typer.Option(5, "-k", "--top", help="Texts per group."),
-    db: Path = _db_option(),
-    table: str = _table_option(),
+    db: DbOpt = Path(DEFAULT_DB),
+    table: TableOpt = DEFAULT_TABLE,
     run: Optional[List[str]] = _run_option(),
     where: Optional[str] = _where_option(),
     fmt: Optional[str] = _format_option(),
@@ -139,7 +130,7 @@ def examples(
 
 def query(
     sql: str = typer.Argument(..., help="SQL to run, e.g. \"SELECT language, count(*) FROM scores GROUP BY 1\"."),
-    db: Path = _db_option(),
+    db: DbOpt = Path(DEFAULT_DB),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table (default), csv, json or markdown."),
     out: Optional[Path] = _out_option(),
 ) -> None:

@@ -1,22 +1,9 @@
-"""Option helpers and output helpers shared by command modules."""
+"""Help-text helpers shared by command modules (consoles: emocli.cli.console; options: emocli.cli.options)."""
 
 from __future__ import annotations
 
 import inspect
-import json
-import sys
-from typing import Any, Callable
-
-from rich.console import Console
-
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def print_json(data: Any) -> None:
-    """Machine-readable output on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+from typing import Callable
 
 
 def reflow_help(doc: Callable | str | None) -> str:

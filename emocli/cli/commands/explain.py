@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
+from emocli.cli.options import (DEVICE_HELP, QuietOpt, db_option, device_option, id_col_option, json_option, model_option,
+                                table_option, text_col_option)
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError
-from emocli.cli.commands.common import err_console, out_console, print_json
+from emocli.cli.console import err_console, out_console, print_json
 
 FORMATS = ("text", "json", "html")
 TEXT_DEFAULTS = {"method": "lime", "samples": 500, "steps": 64}
@@ -29,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
 def explain(
     texts: Optional[list[str]] = typer.Argument(None, help="Texts to explain (or use --data/--id, or --db)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model dir, registry name or Hub id "
-                                        "(default: your default model; with --db, the model that tagged the label)."),
+    model: Annotated[Optional[str], model_option("Model dir, registry name or Hub id (default: your default "
+                                                 "model; with --db, the model that tagged the label).")] = None,
     labels: Optional[list[str]] = typer.Option(None, "--label", "-l", help="Label to explain (repeatable; "
                                                "default: the predicted labels). Required with --db."),
     method: Optional[str] = typer.Option(None, "--method", help="lime | integrated-gradients (default: lime for "
@@ -41,24 +42,24 @@ def explain(
                                         "16 with --db)."),
     seed: int = typer.Option(0, "--seed", help="LIME sampling seed (same seed, same explanation)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text (coloured terminal) | json | html (one page)."),
-    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    as_json: Annotated[bool, json_option("Same as --format json.")] = False,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the output to this file."),
     data: Optional[Path] = typer.Option(None, "--data", help="CSV/Parquet file holding the texts to explain."),
     ids: Optional[list[str]] = typer.Option(None, "--id", help="Row id in --data (repeatable)."),
-    id_col: str = typer.Option("id", "--id-col", help="Id column of --data (and of the store)."),
-    text_col: str = typer.Option("text", "--text-col", help="Text column of --data."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Explain over the store: the top-k texts per group "
-                                      f"(default: ./{DEFAULT_DB} when no text is given)."),
+    id_col: Annotated[str, id_col_option("Id column of --data (and of the store).")] = "id",
+    text_col: Annotated[str, text_col_option("Text column of --data.")] = "text",
+    db: Annotated[Optional[Path], db_option("Explain over the store: the top-k texts per group "
+                                            f"(default: ./{DEFAULT_DB} when no text is given).")] = None,
     by: Optional[str] = typer.Option(None, "--by", help="With --db: group by this column (e.g. language)."),
     k: int = typer.Option(200, "-k", "--top-k", help="With --db: highest-scoring texts per group."),
-    table: str = typer.Option(DEFAULT_TABLE, "--table", help="With --db: the scores table."),
+    table: Annotated[str, table_option("With --db: the scores table.")] = DEFAULT_TABLE,
     run: Optional[str] = typer.Option(None, "--run", help="With --db: only rows of this run id."),
     min_count: int = typer.Option(3, "--min-count", help="With --db: words seen fewer times are left out."),
     top: int = typer.Option(15, "--top", help="With --db: words listed per group."),
     rank: str = typer.Option("mean", "--rank", help="With --db: order words by mean contribution per occurrence, "
                              "or by total (mean x occurrences)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (the model runs in fp32)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
+    device: Annotated[str, device_option(DEVICE_HELP + " The model runs in fp32.")] = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     fmt = "json" if as_json else fmt.lower()
     if fmt not in FORMATS:
@@ -146,23 +147,11 @@ def _load(model_ref: str | None, device: str):
     return model, resolved.name
 
 
-@contextmanager
-def _progress(total: int, description: str, quiet: bool) -> Iterator[Any]:
-    """A Rich progress bar on stderr; yields a function to call once per text."""
-    if quiet or total <= 1:
-        yield lambda: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.text import Text
+def _progress(total: int, quiet: bool):
+    """A transient bar on stderr, only when there is more than one text to wait for."""
+    from emocli.cli.progress import progress_for
 
-    class SpeedColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed or 0:.1f} texts/s")
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), SpeedColumn(),
-                  TimeRemainingColumn(), console=err_console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
+    return progress_for(quiet or total <= 1, transient=True)
 
 
 def _explain_config(method, samples, steps, seed, defaults):
@@ -181,10 +170,14 @@ def _explain_texts(rows, model_ref: str | None, labels, config, output: Output, 
     model, model_name = _load(model_ref, device)
     labels = check_labels(model, labels)
     explanations = []
-    with _progress(len(rows), "explaining", output.quiet) as advance:
+    progress = _progress(len(rows), output.quiet)
+    progress.start("explaining", len(rows), "texts")
+    try:
         for key, text in rows:
             explanations.append(explain_with(model, text, labels, config, key=key))
-            advance()
+            progress.advance(1)
+    finally:
+        progress.finish()
     if output.fmt == "json":
         _emit_json({"model": model_name, "method": config.method,
                     "explanations": [e.to_dict() for e in explanations]}, output)
@@ -263,8 +256,7 @@ def _explain_store(db: Path, model_ref: str | None, corpus, config, output: Outp
         if model_ref is not None and not output.quiet:
             err_console.print(f"[dim]model {model_ref} (the run that scored {corpus.label}); --model to change[/]")
     model, model_name = _load(model_ref, device)
-    with _progress(len(rows), f"explaining {corpus.label}", output.quiet) as advance:
-        result = explain_corpus(model, rows, corpus, config, on_text=advance)
+    result = explain_corpus(model, rows, corpus, config, progress=_progress(len(rows), output.quiet))
     if output.fmt == "json":
         _emit_json({"model": model_name, **result.to_dict()}, output)
     elif output.fmt == "html":

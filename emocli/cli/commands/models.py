@@ -6,18 +6,13 @@ Imports neither torch nor transformers: everything here reads TOML/JSON files or
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from emocli.cli.commands.common import err_console, out_console, print_json, reflow_help
-
-REGISTRY_HELP = "Extra registry file (models.toml layout) that extends or overrides the registry; repeatable."
-
-
-def _registry_option():
-    return typer.Option(None, "--registry", "-r", help=REGISTRY_HELP, metavar="FILE", show_default=False)
-
+from emocli.cli.commands.common import reflow_help
+from emocli.cli.console import err_console, out_console, print_json
+from emocli.cli.options import JsonOpt, RegistryOpt, json_option, quiet_option
 
 def _load(ctx: typer.Context, extra: Optional[list[Path]]):
     """The shipped + user registry, extended by `emocli models --registry F` and `<command> --registry F`."""
@@ -43,8 +38,8 @@ AVAILABILITY_STYLE = {"packaged": "green", "cached": "green", "local": "cyan", "
 
 def list_models(
     ctx: typer.Context,
-    registry: Optional[list[Path]] = _registry_option(),
-    as_json: bool = typer.Option(False, "--json", help="Print the models as JSON on stdout."),
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, json_option("Print the models as JSON on stdout.")] = False,
 ) -> None:
     """List the models the registry knows, and whether each is ready to use.
 
@@ -100,12 +95,12 @@ def pull(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="NAME | ORG/REPO[@REV]",
                                 help="A registry name, or a Hub repository id with an optional branch, tag or commit."),
-    registry: Optional[list[Path]] = _registry_option(),
+    registry: RegistryOpt = None,
     allow_pickle: bool = typer.Option(False, "--allow-pickle",
                                       help="Accept pickle weights (pytorch_model.bin) when a repo has no safetensors. "
                                            "Unpickling can run code: only for repositories you trust."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: Annotated[bool, quiet_option("No progress bar.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download a model into the Hugging Face cache and pin the commit it resolved to.
 
@@ -119,6 +114,7 @@ def pull(
 
         emocli models pull SamLowe/roberta-base-go_emotions@main --json
     """
+    from emocli.cli.progress import progress_for
     from emocli.hub.catalog import find_spec
     from emocli.hub.pull import packaged_model_dir, pull_model
 
@@ -133,7 +129,7 @@ def pull(
         return
     revision = spec.commit or spec.revision
     resolved = pull_model(spec.repo, revision, spec if known else None, allow_pickle=allow_pickle,
-                          progress=not quiet)
+                          progress=progress_for(quiet))
     _report_pull(as_json, resolved.name, spec.repo, revision, resolved.commit, resolved.path, resolved.source)
 
 
@@ -161,8 +157,8 @@ def info(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="NAME | ORG/REPO[@REV] | DIR",
                                 help="A registry name, a Hub repository id, or a model directory."),
-    registry: Optional[list[Path]] = _registry_option(),
-    as_json: bool = typer.Option(False, "--json", help="Print the details as JSON on stdout."),
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, json_option("Print the details as JSON on stdout.")] = False,
 ) -> None:
     """Show one model: labels and thresholds, task, role, pinned commit, size and place on disk, loader.
 
@@ -239,7 +235,7 @@ def register(app: typer.Typer) -> None:
                              context_settings={"help_option_names": ["-h", "--help"]})
 
     @models_app.callback(help=reflow_help(MODELS_HELP))
-    def _models(ctx: typer.Context, registry: Optional[list[Path]] = _registry_option()) -> None:
+    def _models(ctx: typer.Context, registry: RegistryOpt = None) -> None:
         ctx.obj = {"registry": list(registry or [])}
 
     models_app.command("list", help=reflow_help(list_models))(list_models)

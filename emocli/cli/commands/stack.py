@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from emocli.cli.options import DEVICE_HELP, IdColOpt, JsonOpt, QuietOpt, TextColOpt, choices, default_of, device_option
 from emocli.errors import InputError
-from emocli.training.losses import LOSSES
-from emocli.training.thresholds import THRESHOLD_SOURCES
-from emocli.cli.commands.common import out_console, print_json
+from emocli.training.config import LOSSES, THRESHOLD_SOURCES, DataSpec, LossConfig, ThresholdConfig
+from emocli.cli.progress import progress_for
+from emocli.cli.console import out_console, print_json
 
-Loss = Enum("Loss", {name: name for name in LOSSES}, type=str)
-ThresholdSource = Enum("ThresholdSource", {name: name for name in THRESHOLD_SOURCES}, type=str)
+Loss = choices("Loss", LOSSES)
+ThresholdSource = choices("ThresholdSource", THRESHOLD_SOURCES)
+# The StackConfig defaults are restated below (its module imports torch); tests/test_cli_layer.py checks they agree.
 
 
 def stack_command(
@@ -24,24 +25,21 @@ def stack_command(
     out: Path = typer.Option(Path("emocli-stack"), "--out", "-o", help="Output model directory."),
     loss: Loss = typer.Option(Loss("hybrid"), "--loss", help="Meta-learner loss (hybrid, as in the research)."),
     bundle: bool = typer.Option(False, "--bundle", help="Copy the members into the stack directory (else: referenced by path + sha256)."),
-    text_col: str = typer.Option("text", "--text-col", help="Text column."),
-    id_col: str = typer.Option("id", "--id-col", help="Id column (never a label)."),
-    threshold_source: ThresholdSource = typer.Option(ThresholdSource("auto"), "--threshold-source", help="Tune per-class thresholds on dev, or on out-of-fold train predictions (cv)."),
+    text_col: TextColOpt = default_of(DataSpec, "text_col"),
+    id_col: IdColOpt = default_of(DataSpec, "id_col"),
+    threshold_source: ThresholdSource = typer.Option(ThresholdSource(default_of(ThresholdConfig, "source")), "--threshold-source", help="Tune per-class thresholds on dev, or on out-of-fold train predictions (cv)."),
     epochs: int = typer.Option(40, "--epochs", help="Meta-learner epochs (early stopping on dev macro-F1)."),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr"),
     patience: int = typer.Option(6, "--patience"),
     seed: int = typer.Option(42, "--seed"),
-    device: str = typer.Option("cpu", "--device", help="Where the members run: cpu, cuda, cuda:1 ..."),
+    device: Annotated[str, device_option("Where the members run: " + DEVICE_HELP)] = "auto",
     register: Optional[str] = typer.Option(None, "--register", help="Add the stack to your registry under NAME and make it your default for `tag`."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stack fine-tuned models under a BiLSTM meta-learner; the stack is one model dir for `tag` and `evaluate`."""
-    from emocli.training.labelled import DataSpec
-    from emocli.training.losses import LossConfig
     from emocli.model.stack import StackConfig, build_stack
-    from emocli.training.thresholds import ThresholdConfig
 
     if not member:
         raise InputError("no members: pass --member M1 --member M2 (fine-tuned emocli models)")
@@ -54,7 +52,7 @@ def stack_command(
         batch_size=batch_size, learning_rate=lr, patience=patience, seed=seed, device=device, register=register,
         progress=not quiet,
     )
-    result = build_stack(config)
+    result = build_stack(config, progress_for(quiet))
     summary = {
         "out": str(result.out_dir), "members": list(member), "bundled": bundle, "labels": list(result.labels),
         "thresholds": list(result.thresholds), "threshold_source": result.threshold_source,

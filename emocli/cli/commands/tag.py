@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
+from emocli.cli.options import DeviceOpt, ModelOpt, TextColOpt, db_option, id_col_option, json_option, quiet_option, table_option
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
-from emocli.cli.commands.common import err_console, print_json
+from emocli.cli.console import err_console, print_json
+from emocli.cli.progress import progress_for
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
-
-
-class RichProgress:
-    """rows done/total, rows/s, ETA and tokens/s on stderr."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self._progress = None
-        self._task = None
-        self._tokens = 0
-        self._started = 0.0
-
-    def start(self, total: int | None, description: str) -> None:
-        if self.quiet:
-            return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[tokens]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, transient=False, refresh_per_second=4,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total, rate="", tokens="")
-        self._started = time.perf_counter()
-
-    def advance(self, rows: int, tokens: int) -> None:
-        if self._progress is None:
-            return
-        self._tokens += tokens
-        elapsed = max(time.perf_counter() - self._started, 1e-9)
-        done = self._progress.tasks[0].completed + rows
-        self._progress.update(self._task, advance=rows, rate=f"{done / elapsed:,.0f} rows/s",
-                              tokens=f"{self._tokens / elapsed:,.0f} tok/s")
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
 
 def _split_keep(keep: Optional[List[str]]) -> tuple[str, ...] | None:
@@ -65,13 +25,12 @@ def _split_keep(keep: Optional[List[str]]) -> tuple[str, ...] | None:
 def tag_command(
     inputs: List[str] = typer.Argument(..., metavar="INPUT...",
                                        help="CSV/TSV (also .gz, .zst) or Parquet files, globs or directories."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="Registry name, Hub id or model directory (default: your default model)."),
-    db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="DuckDB file to write."),
-    table: str = typer.Option(DEFAULT_TABLE, "--table", help="Table for the scores."),
-    text_col: str = typer.Option("text", "--text-col", help="Column holding the text."),
-    id_col: Optional[str] = typer.Option(None, "--id-col",
-                                         help="Column holding row ids (default: `id` if present, else <file>:<row>)."),
+    model: ModelOpt = None,
+    db: Annotated[Path, db_option("DuckDB file to write.")] = Path(DEFAULT_DB),
+    table: Annotated[str, table_option("Table for the scores.")] = DEFAULT_TABLE,
+    text_col: TextColOpt = "text",
+    id_col: Annotated[Optional[str], id_col_option("Column holding row ids "
+                                                   "(default: `id` if present, else <file>:<row>).")] = None,
     keep: Optional[List[str]] = typer.Option(None, "--keep",
                                              help="Input columns to keep (repeat or comma-separate) (default: all but the text)."),
     keep_text: bool = typer.Option(False, "--keep-text", help="Also store the text (as column `text`)."),
@@ -79,7 +38,7 @@ def tag_command(
                                              help="Tokens per text; longer texts are truncated and flagged (default: the model's)."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1,
                                                help="Padded tokens per forward pass (default: 4096 on CPU, 131072 on GPU)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: DeviceOpt = "auto",
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     quantize: bool = typer.Option(False, "--quantize",
                                   help="CPU: dynamic int8 Linear layers (about 2x faster; scores within 0.03 of fp32)."),
@@ -91,8 +50,8 @@ def tag_command(
     resume: bool = typer.Option(True, "--resume/--overwrite",
                                 help="Continue the same run after a crash, or drop the table and start afresh."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Tag at most this many rows (of the run)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary line."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+    quiet: Annotated[bool, quiet_option("No progress bar or summary line.")] = False,
+    as_json: Annotated[bool, json_option("Print the run summary as JSON on stdout.")] = False,
 ) -> None:
     """Score every row of INPUT with an emotion model into a DuckDB table (resumable: re-run after a crash)."""
     from emocli.errors import InputError
@@ -107,7 +66,7 @@ def tag_command(
         engine=EngineConfig(device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
                             window_rows=window_rows, quantize=quantize, threads=threads),
     )
-    summary = tag(config, RichProgress(quiet or as_json))
+    summary = tag(config, progress_for(quiet or as_json))
     if not quiet:
         for note in summary.notes:
             err_console.print(f"note: {note}", style="dim", markup=False, soft_wrap=True)

@@ -4,47 +4,29 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from types import SimpleNamespace
+from typing import Annotated, Optional
 
 import typer
 
+from emocli.cli.options import (DeviceOpt, IdColOpt, JsonOpt, ModelOpt, QuietOpt, TextColOpt, choices, default_of,
+                                json_option)
 from emocli.errors import InputError
-from emocli.model.heads import ARCHS, HEADS, SMALL_LEARNING_RATE
-from emocli.cli.commands.common import err_console, out_console, print_json
+from emocli.model.heads import ARCHS, HEADS, SMALL_LEARNING_RATE, ArchitectureConfig
+from emocli.training.config import (CLASS_WEIGHTS, LOSSES, MIXED_PRECISION, SAMPLERS, THRESHOLD_MODES, THRESHOLD_SOURCES,
+                                    DataSpec, DistillConfig, EvalConfig, LossConfig, ThresholdConfig, TrainConfig)
+from emocli.cli.progress import progress_for
+from emocli.cli.console import err_console, out_console, print_json
 
 
-class Loss(str, Enum):
-    bce = "bce"
-    weighted_bce = "weighted-bce"
-    focal = "focal"
-    asymmetric = "asymmetric"
-    hybrid = "hybrid"
-
-
-class ClassWeights(str, Enum):
-    inverse = "inverse"
-    sqrt_inverse = "sqrt-inverse"
-    effective_number = "effective-number"
-
-
-class Sampler(str, Enum):
-    shuffle = "shuffle"
-    label_balanced = "label-balanced"
-
-
-class Thresholds(str, Enum):
-    per_class = "per-class"
-    fixed = "fixed"
-
-
-class ThresholdSource(str, Enum):
-    auto = "auto"
-    dev = "dev"
-    cv = "cv"
-
-
-Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)
-Head = Enum("Head", {name: name for name in HEADS}, type=str)
+Loss = choices("Loss", LOSSES)
+ClassWeights = choices("ClassWeights", CLASS_WEIGHTS)
+Sampler = choices("Sampler", SAMPLERS)
+Thresholds = choices("Thresholds", THRESHOLD_MODES)
+ThresholdSource = choices("ThresholdSource", THRESHOLD_SOURCES)
+Precision = choices("Precision", MIXED_PRECISION)
+Arch = choices("Arch", ARCHS)
+Head = choices("Head", HEADS)
 
 
 class EvalThresholds(str, Enum):
@@ -52,11 +34,12 @@ class EvalThresholds(str, Enum):
     fixed = "fixed"
 
 
-class Precision(str, Enum):
-    auto = "auto"
-    no = "no"
-    bf16 = "bf16"
-    fp16 = "fp16"
+def _train(name: str):
+    return default_of(TrainConfig, name)
+
+
+def _loss(name: str):
+    return default_of(LossConfig, name)
 
 
 def _split_labels(labels: Optional[list[str]]) -> tuple[str, ...] | None:
@@ -86,76 +69,77 @@ def _train_inputs(train: Optional[list[str]]) -> tuple[str, ...]:
     return guessed
 
 
+def train_config(flags: dict) -> TrainConfig:
+    """The TrainConfig that `finetune`'s flags describe (values as Typer passes them, or as click parsed them)."""
+    o = SimpleNamespace(**{name: getattr(value, "value", value) for name, value in flags.items()})
+    return _build(
+        TrainConfig, train=_train_inputs(o.train), dev=tuple(o.dev or ()), out=o.out, base=o.base,
+        data=_build(DataSpec, text_col=o.text_col, id_col=o.id_col, labels=_split_labels(o.labels),
+                    drop_empty_labels=o.drop_empty_labels),
+        loss=_build(LossConfig, name=o.loss, class_weights=o.class_weights, focal_gamma=o.focal_gamma,
+                    asl_gamma_pos=o.asl_gamma_pos, asl_gamma_neg=o.asl_gamma_neg, asl_margin=o.asl_margin,
+                    lambda_corr=o.lambda_corr, lambda_con=o.lambda_con),
+        thresholds=_build(ThresholdConfig, mode=o.thresholds, fixed=o.threshold, source=o.threshold_source,
+                          cv_folds=o.cv_folds),
+        architecture=ArchitectureConfig(arch=o.arch, head=o.head),
+        distill=DistillConfig(teacher=o.teacher, unlabeled=tuple(o.unlabeled or ()), weight=o.distill_weight),
+        sampler=o.sampler, epochs=o.epochs, batch_size=o.batch_size,
+        learning_rate=o.lr if o.lr is not None else (SMALL_LEARNING_RATE if o.arch == "small"
+                                                     else _train("learning_rate")),
+        head_learning_rate=o.head_lr, weight_decay=o.weight_decay, warmup_ratio=o.warmup_ratio,
+        max_length=o.max_length, gradient_accumulation=o.grad_accum, patience=o.patience, seed=o.seed,
+        mixed_precision=o.mixed_precision, max_steps=o.max_steps, register=o.register, progress=not o.quiet,
+    )
+
+
 def finetune_command(
     train: Optional[list[str]] = typer.Option(None, "--train", help="Labelled CSV/Parquet file(s) or globs; repeatable."),
     dev: Optional[list[str]] = typer.Option(None, "--dev", help="Dev file(s): early stopping and thresholds; repeatable."),
-    out: Path = typer.Option(Path("emocli-model"), "--out", "-o", help="Output model directory."),
+    out: Path = typer.Option(_train("out"), "--out", "-o", help="Output model directory."),
     base: Optional[str] = typer.Option(None, "--base", help="Base encoder (registry name, Hub id or dir); default: the registry's default_base."),
-    text_col: str = typer.Option("text", "--text-col", help="Text column."),
-    id_col: str = typer.Option("id", "--id-col", help="Id column (never a label)."),
+    text_col: TextColOpt = default_of(DataSpec, "text_col"),
+    id_col: IdColOpt = default_of(DataSpec, "id_col"),
     labels: Optional[list[str]] = typer.Option(None, "--labels", help="Label columns (comma-separated or repeated); default: detected."),
-    drop_empty_labels: bool = typer.Option(False, "--drop-empty-labels", help="Drop label columns with no positive example instead of failing."),
-    loss: Loss = typer.Option(Loss.asymmetric, "--loss", help="Training loss (default asymmetric: with per-class thresholds, the best of benchmarks/results/quality-search-h100-minilm.md)."),
-    class_weights: ClassWeights = typer.Option(ClassWeights.sqrt_inverse, "--class-weights", help="Class weights for weighted-bce, focal, hybrid."),
-    focal_gamma: float = typer.Option(2.0, "--focal-gamma"),
-    asl_gamma_pos: float = typer.Option(0.0, "--asl-gamma-pos"),
-    asl_gamma_neg: float = typer.Option(4.0, "--asl-gamma-neg"),
-    asl_margin: float = typer.Option(0.05, "--asl-margin"),
-    lambda_corr: float = typer.Option(0.1, "--lambda-corr", help="hybrid: weight of the label-correlation term."),
-    lambda_con: float = typer.Option(0.1, "--lambda-con", help="hybrid: weight of the supervised contrastive term."),
-    sampler: Sampler = typer.Option(Sampler.shuffle, "--sampler", help="label-balanced oversamples texts with rare labels; shuffle: plain epochs."),
-    thresholds: Thresholds = typer.Option(Thresholds.per_class, "--thresholds", help="Per-class thresholds tuned on dev (or cv over train), or one fixed threshold (--threshold, default 0.5)."),
-    threshold: float = typer.Option(0.5, "--threshold", help="The fixed threshold (with --thresholds fixed)."),
-    threshold_source: ThresholdSource = typer.Option(ThresholdSource.auto, "--threshold-source", help="Tune on dev, or on out-of-fold train predictions (cv); auto: dev when it has >= 5 positives per label."),
-    cv_folds: int = typer.Option(3, "--cv-folds", help="Folds for --threshold-source cv."),
-    epochs: int = typer.Option(5, "--epochs"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help=f"Peak learning rate (AdamW, linear warm-up, cosine decay); default 1e-4, {SMALL_LEARNING_RATE} with --arch small."),
+    drop_empty_labels: bool = typer.Option(default_of(DataSpec, "drop_empty_labels"), "--drop-empty-labels", help="Drop label columns with no positive example instead of failing."),
+    loss: Loss = typer.Option(Loss(_loss("name")), "--loss", help="Training loss (the default, with per-class thresholds, is the best of benchmarks/results/quality-search-h100-minilm.md)."),
+    class_weights: ClassWeights = typer.Option(ClassWeights(_loss("class_weights")), "--class-weights", help="Class weights for weighted-bce, focal, hybrid."),
+    focal_gamma: float = typer.Option(_loss("focal_gamma"), "--focal-gamma"),
+    asl_gamma_pos: float = typer.Option(_loss("asl_gamma_pos"), "--asl-gamma-pos"),
+    asl_gamma_neg: float = typer.Option(_loss("asl_gamma_neg"), "--asl-gamma-neg"),
+    asl_margin: float = typer.Option(_loss("asl_margin"), "--asl-margin"),
+    lambda_corr: float = typer.Option(_loss("lambda_corr"), "--lambda-corr", help="hybrid: weight of the label-correlation term."),
+    lambda_con: float = typer.Option(_loss("lambda_con"), "--lambda-con", help="hybrid: weight of the supervised contrastive term."),
+    sampler: Sampler = typer.Option(Sampler(_train("sampler")), "--sampler", help="label-balanced oversamples texts with rare labels; shuffle: plain epochs."),
+    thresholds: Thresholds = typer.Option(Thresholds(default_of(ThresholdConfig, "mode")), "--thresholds", help="Per-class thresholds tuned on dev (or cv over train), or one fixed threshold (--threshold)."),
+    threshold: float = typer.Option(default_of(ThresholdConfig, "fixed"), "--threshold", help="The fixed threshold (with --thresholds fixed)."),
+    threshold_source: ThresholdSource = typer.Option(ThresholdSource(default_of(ThresholdConfig, "source")), "--threshold-source", help="Tune on dev, or on out-of-fold train predictions (cv); auto: dev when it has >= 5 positives per label."),
+    cv_folds: int = typer.Option(default_of(ThresholdConfig, "cv_folds"), "--cv-folds", help="Folds for --threshold-source cv."),
+    epochs: int = typer.Option(_train("epochs"), "--epochs"),
+    batch_size: int = typer.Option(_train("batch_size"), "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help=f"Peak learning rate (AdamW, linear warm-up, cosine decay); default {_train('learning_rate')}, {SMALL_LEARNING_RATE} with --arch small."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the new head (all but the pretrained encoder); default: --lr."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    warmup_ratio: float = typer.Option(0.1, "--warmup-ratio"),
-    max_length: int = typer.Option(64, "--max-length", help="Tokens per text (training and, saved, inference)."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
-    patience: int = typer.Option(2, "--patience", help="Epochs without dev macro-F1 gain before stopping."),
-    seed: int = typer.Option(42, "--seed"),
-    mixed_precision: Precision = typer.Option(Precision.auto, "--mixed-precision", help="auto: fp32 on CPU, bf16 (or fp16) on GPU."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
-    arch: Arch = typer.Option(Arch("transformer"), "--arch", help="transformer: fine-tune the base encoder; small: conv/BiLSTM/attention on the base's embeddings, far faster on CPU."),
-    head: Head = typer.Option(Head("linear"), "--head", help="Head on the encoder's token states (custom heads load with emocli, not plain transformers)."),
+    weight_decay: float = typer.Option(_train("weight_decay"), "--weight-decay"),
+    warmup_ratio: float = typer.Option(_train("warmup_ratio"), "--warmup-ratio"),
+    max_length: int = typer.Option(_train("max_length"), "--max-length", help="Tokens per text (training and, saved, inference)."),
+    grad_accum: int = typer.Option(_train("gradient_accumulation"), "--grad-accum", help="Gradient accumulation steps."),
+    patience: int = typer.Option(_train("patience"), "--patience", help="Epochs without dev macro-F1 gain before stopping."),
+    seed: int = typer.Option(_train("seed"), "--seed"),
+    mixed_precision: Precision = typer.Option(Precision(_train("mixed_precision")), "--mixed-precision", help="auto: fp32 on CPU, bf16 (or fp16) on GPU."),
+    max_steps: Optional[int] = typer.Option(_train("max_steps"), "--max-steps", help="Stop after this many optimizer steps."),
+    arch: Arch = typer.Option(Arch(default_of(ArchitectureConfig, "arch")), "--arch", help="transformer: fine-tune the base encoder; small: conv/BiLSTM/attention on the base's embeddings, far faster on CPU."),
+    head: Head = typer.Option(Head(default_of(ArchitectureConfig, "head")), "--head", help="Head on the encoder's token states (custom heads load with emocli, not plain transformers)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Distil this fine-tuned model's scores on --unlabeled texts into the new model."),
     unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher; repeatable."),
-    distill_weight: float = typer.Option(1.0, "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
+    distill_weight: float = typer.Option(default_of(DistillConfig, "weight"), "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
     register: Optional[str] = typer.Option(None, "--register", help="Add the model to your registry under NAME and make it your default for `tag`."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a multi-label emotion model (imbalance-aware losses, samplers, per-class thresholds)."""
-    from emocli.training.distill import DistillConfig
-    from emocli.model.heads import ArchitectureConfig
-    from emocli.training.labelled import DataSpec
-    from emocli.training.losses import LossConfig
-    from emocli.training.thresholds import ThresholdConfig
-    from emocli.training.finetune import TrainConfig, finetune
+    from emocli.training.finetune import finetune
 
-    config = _build(
-        TrainConfig, train=_train_inputs(train), dev=tuple(dev or ()), out=out, base=base,
-        data=_build(DataSpec, text_col=text_col, id_col=id_col, labels=_split_labels(labels),
-                    drop_empty_labels=drop_empty_labels),
-        loss=_build(LossConfig, name=loss.value, class_weights=class_weights.value, focal_gamma=focal_gamma,
-                    asl_gamma_pos=asl_gamma_pos, asl_gamma_neg=asl_gamma_neg, asl_margin=asl_margin,
-                    lambda_corr=lambda_corr, lambda_con=lambda_con),
-        thresholds=_build(ThresholdConfig, mode=thresholds.value, fixed=threshold, source=threshold_source.value,
-                          cv_folds=cv_folds),
-        architecture=ArchitectureConfig(arch=arch.value, head=head.value),
-        distill=DistillConfig(teacher=teacher, unlabeled=tuple(unlabeled or ()), weight=distill_weight),
-        sampler=sampler.value, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr if lr is not None else (SMALL_LEARNING_RATE if arch.value == "small" else 1e-4),
-        head_learning_rate=head_lr, weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio, max_length=max_length, gradient_accumulation=grad_accum, patience=patience,
-        seed=seed, mixed_precision=mixed_precision.value, max_steps=max_steps, register=register,
-        progress=not quiet,
-    )
-    result = finetune(config)
+    config = train_config(dict(locals()))  # the flags as given, before anything else is bound
+    result = finetune(config, progress_for(quiet))
     summary = {
         "out": str(result.out_dir), "labels": list(result.labels), "thresholds": list(result.thresholds),
         "threshold_source": result.threshold_source, "best_epoch": result.best_epoch,
@@ -197,22 +181,21 @@ def _print_finetune(summary: dict) -> None:
 
 def evaluate_command(
     data: list[str] = typer.Option(..., "--data", help="Labelled CSV/Parquet file(s) or globs; repeatable."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (registry name, Hub id or dir); default: your default model."),
-    text_col: str = typer.Option("text", "--text-col"),
-    id_col: str = typer.Option("id", "--id-col"),
+    model: ModelOpt = None,
+    text_col: TextColOpt = default_of(DataSpec, "text_col"),
+    id_col: IdColOpt = default_of(DataSpec, "id_col"),
     thresholds: EvalThresholds = typer.Option(EvalThresholds.saved, "--thresholds", help="The model's saved thresholds, or one fixed threshold."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One threshold for every label (implies --thresholds fixed)."),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: int = typer.Option(default_of(EvalConfig, "batch_size"), "--batch-size"),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Default: the model's own."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 ... (auto: GPU if any)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    device: DeviceOpt = default_of(EvalConfig, "device"),
+    as_json: Annotated[bool, json_option("Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Score a model on labelled data: micro/macro F1, per-class P/R/F1, ROC-AUC, Jaccard, Hamming, per language."""
-    from emocli.training.labelled import DataSpec
-    from emocli.training.finetune import EvalConfig, evaluate
+    from emocli.training.finetune import evaluate
 
     if threshold is None and thresholds is EvalThresholds.fixed:
-        threshold = 0.5
+        threshold = default_of(ThresholdConfig, "fixed")
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise InputError(f"--threshold {threshold} must lie strictly between 0 and 1")
     report = evaluate(EvalConfig(model=model, data=tuple(data), spec=DataSpec(text_col=text_col, id_col=id_col),
