@@ -16,8 +16,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from emocli.explain.core import (IG_RELATIVE_TOLERANCE, explain_text, path_points, score_token_ids, weighted_ridge,
-                            word_spans)
+from emocli.explain.explainer import explain_text
+from emocli.explain.ig import IG_RELATIVE_TOLERANCE, path_points
+from emocli.explain.lime import weighted_ridge
+from emocli.explain.scoring import score_token_ids
+from emocli.explain.words import word_spans
 from emocli.model.io import load_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
