@@ -132,7 +132,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
 
 def train_stack(members: list[Path], train: list[str], out: Path, seed: int) -> tuple[Path, float]:
     """A stack of frozen members (meta-learner defaults: hybrid loss, per-class thresholds); -> (dir, wall s)."""
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
 
     started = time.perf_counter()
     build_stack(StackConfig(members=tuple(map(str, members)), train=tuple(train), out=out, seed=seed, progress=False))

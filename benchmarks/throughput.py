@@ -221,7 +221,7 @@ def build_architectures(work: Path, base: Path | None) -> dict[str, Path]:
     import polars as pl
 
     from emocli.model.heads import ArchitectureConfig
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
     from emocli.training.thresholds import ThresholdConfig
     from emocli.training.finetune import TrainConfig, finetune
 

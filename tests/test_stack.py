@@ -1,4 +1,4 @@
-"""Stacking (emocli.model.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
+"""Stacking (emocli.model.stack, emocli.training.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def data(tmp_path):
 
 
 def build(members, data, out, **overrides):
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
 
     config = StackConfig(members=tuple(map(str, members)), train=(str(data[0]),), dev=(str(data[1]),), out=out,
                          epochs=overrides.pop("epochs", 8), progress=False, **overrides)

@@ -40,7 +40,7 @@ def stack_command(
     """Stack fine-tuned models under a BiLSTM meta-learner; the stack is one model dir for `tag` and `evaluate`."""
     from emocli.training.labelled import DataSpec
     from emocli.training.losses import LossConfig
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
     from emocli.training.thresholds import ThresholdConfig
 
     if not member:
