@@ -103,7 +103,7 @@ def _check_member(stack_dir: Path, index: int, ref: MemberRef) -> Path:
 def save_stack(out_dir: Path, module: "StackModel", info, member_dirs: list[Path], bundle: bool) -> Path:
     """Write the stack directory; with bundle, copy the members into it and reference them relatively."""
     from emocli.model.heads import save_weights
-    from emocli.model.io import write_model_info
+    from emocli.model.info import write_model_info
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,12 +128,13 @@ def load_stack(model_dir: Path, info, device: str = "cpu", dtype: str | None = N
     """-> EmotionModel whose module runs the members and the meta-learner (what load_model returns for a stack)."""
     from safetensors.torch import load_model as load_safetensors
 
-    from emocli.model.heads import _emotion_model, _read_json, load_tokenizer
+    from emocli.model.heads import load_tokenizer
+    from emocli.model.info import read_json, ready_model
     from emocli.model.io import load_model
     from emocli.model.stack_modules import StackModel
 
     model_dir = Path(model_dir)
-    spec = StackSpec.from_json(_read_json(model_dir / CONFIG_FILE))
+    spec = StackSpec.from_json(read_json(model_dir / CONFIG_FILE))
     if spec.labels != tuple(info.labels):
         raise InputError(f"{model_dir}: config.json and emocli.json name different labels")
     members = [load_model(_check_member(model_dir, i, ref), device=device, dtype=dtype)
@@ -144,7 +145,7 @@ def load_stack(model_dir: Path, info, device: str = "cpu", dtype: str | None = N
         raise ModelNotFoundError(f"{model_dir}: no {WEIGHTS_FILE} (emocli loads safetensors weights only)")
     load_safetensors(meta, str(weights), strict=True)
     module = StackModel(members, meta, load_tokenizer(model_dir), spec)
-    return _emotion_model(model_dir, info, module.tokenizer, module, device, dtype)
+    return ready_model(model_dir, info, module.tokenizer, module, device, dtype)
 
 
 def new_meta(spec: StackSpec) -> "StackMeta":
