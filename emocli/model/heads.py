@@ -4,8 +4,8 @@ Entry points for training and inference code:
 - `build_model(arch, head, base_dir, labels)` -> (tokenizer, module) ready to fine-tune;
 - `save_custom(out_dir, module, tokenizer, info)` writes model.safetensors + config.json (the architecture,
   with the encoder's config inside, so it loads with no network) + tokenizer files + emocli.json;
-- `load_custom(model_dir, info, device, dtype)` -> EmotionModel (what `emocli.model.io.load_model` calls for
-  any architecture but "transformers"): safetensors only, no pickle, no remote code;
+- `load_custom(model_dir, info, device=, dtype=)` -> EmotionModel (the loader `emocli.model.io.LOADERS` names
+  for each of HEAD_ARCHITECTURES): safetensors only, no pickle, no remote code;
 - `loader_for(info)` names the loader a model needs ("transformers" or "emocli").
 
 The modules are called like a transformers classifier: `module(input_ids=, attention_mask=,
@@ -27,7 +27,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 ARCHS = ("transformer", "small")
-CUSTOM_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small", "stack")
+HEAD_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small")  # what load_custom loads
 SMALL_LEARNING_RATE = 2e-3  # the small model starts far from a solution: it wants a larger step than an encoder
 
 
@@ -133,7 +133,7 @@ def architecture_name(arch: str, head: str | None) -> str:
 def build_model(arch: str, head: str | None, base_dir: Path, labels, *, small: SmallOptions | None = None):
     """(tokenizer, module) for fine-tuning: a base encoder with the chosen head, or the small model."""
     from emocli.model.info import quiet_transformers
-    from emocli.model.io import load_for_finetune
+    from emocli.model.plain import load_for_finetune
 
     labels = tuple(labels)
     name = architecture_name(arch, head)
@@ -191,7 +191,7 @@ def _assemble(config: ArchConfig, encoder=None):
             head = LabelAttention(config.input_dim, config.num_labels, dropout=config.dropout)
         else:
             raise InputError(f"unknown architecture {config.architecture!r}",
-                             hint=f"known: {', '.join(CUSTOM_ARCHITECTURES)}")
+                             hint=f"known: {', '.join(HEAD_ARCHITECTURES)}")
         module = EncoderWithHead(encoder, head)
     module.emocli_config = config
     module.config = config  # what transformers-style training code reads (num_labels, id2label, problem_type)
@@ -237,16 +237,9 @@ def save_custom(out_dir: Path, module, tokenizer, info) -> Path:
     return out_dir
 
 
-def load_custom(model_dir: Path, info, device: str = "cpu", dtype: str | None = None):
-    """Load any non-transformers emocli model for inference -> EmotionModel."""
+def load_custom(model_dir: Path, info, *, device: str = "cpu", dtype: str | None = None):
+    """Load a model of one of HEAD_ARCHITECTURES for inference -> EmotionModel."""
     model_dir = Path(model_dir)
-    if info.architecture == "stack":
-        from emocli.model.stack import load_stack
-
-        return load_stack(model_dir, info, device=device, dtype=dtype)
-    if info.architecture not in CUSTOM_ARCHITECTURES:
-        raise InputError(f"{model_dir}: unknown architecture {info.architecture!r} in emocli.json",
-                         hint=f"this emocli knows: transformers, {', '.join(CUSTOM_ARCHITECTURES)}")
     module = load_module(model_dir)
     if module.emocli_config.labels != tuple(info.labels):
         raise InputError(f"{model_dir}: config.json and emocli.json name different labels")

@@ -1,78 +1,53 @@
-"""Load and save emotion models: a plain transformers directory plus `emocli.json`.
+"""The one loader: load or save any emocli model, choosing the architecture's loader by `emocli.json`.
 
-A saved model loads in plain transformers (`AutoModelForSequenceClassification`, `problem_type`
-multi-label, `id2label`) and gives sigmoid scores there; `emocli.json` adds what transformers has no
-place for: decision thresholds, training flags, base commit, data fingerprints, metrics.
+`LOADERS` maps each `architecture` to the function that loads it: plain transformers (`plain`), the
+custom heads and the small model (`heads`), a stack (`stack`). The loaders import nothing above
+them; a stack gets `load_model` handed in to load its members.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from emocli.errors import InputError
+from emocli.model import heads, plain, stack
 from emocli.model.info import (META_FILE, PROBLEM_TO_TASK, TASK_TO_PROBLEM, EmotionModel, ModelInfo, quiet_transformers,
-                               read_model_info, torch_dtype, write_model_info)
+                               read_model_info, write_model_info)
+from emocli.model.plain import load_for_finetune
+
+
+def _load_stack(model_dir: Path, info: ModelInfo, *, device: str, dtype: str | None) -> EmotionModel:
+    return stack.load_stack(model_dir, info, device=device, dtype=dtype, load_member=load_model)
+
+
+LOADERS: dict[str, Callable[..., EmotionModel]] = {
+    "transformers": plain.load_transformers,
+    **dict.fromkeys(heads.HEAD_ARCHITECTURES, heads.load_custom),
+    stack.ARCHITECTURE: _load_stack,
+}
 
 
 def load_model(model_dir: Path, spec: Any = None, *, device: str = "cpu", dtype: str | None = None) -> EmotionModel:
     """Load a trained emotion model for inference (safetensors only, never remote code)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     quiet_transformers()
     model_dir = Path(model_dir)
     info = read_model_info(model_dir, spec)
-    if info.architecture != "transformers":
-        from emocli.model import heads
-
-        return heads.load_custom(model_dir, info, device=device, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    module = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=False, dtype=torch_dtype(dtype, device)
-    )
-    if module.config.num_labels != len(info.labels):
-        raise InputError(f"{model_dir}: config has {module.config.num_labels} outputs but {len(info.labels)} labels")
-    module.to(device).eval()
-    return EmotionModel(model_dir, info, tokenizer, module)
-
-
-def load_for_finetune(base_dir: Path, labels: list[str] | tuple[str, ...], *, task: str = "multi_label"):
-    """A base encoder with a fresh classification head of len(labels) outputs: (tokenizer, module)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    quiet_transformers()
-    labels = list(labels)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
-    module = AutoModelForSequenceClassification.from_pretrained(
-        base_dir,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        problem_type=TASK_TO_PROBLEM[task],
-        use_safetensors=True,
-        trust_remote_code=False,
-        ignore_mismatched_sizes=True,
-    )
-    return tokenizer, module
+    loader = LOADERS.get(info.architecture)
+    if loader is None:
+        raise InputError(f"{model_dir}: unknown architecture {info.architecture!r} in emocli.json",
+                         hint=f"this emocli knows: {', '.join(LOADERS)}")
+    return loader(model_dir, info, device=device, dtype=dtype)
 
 
 def save_model(out_dir: Path, module: Any, tokenizer: Any, info: ModelInfo) -> Path:
-    """Write a plain transformers directory (safetensors) plus emocli.json."""
-    if getattr(module, "emocli_config", None) is not None:  # a custom architecture built by emocli.model.heads
-        from emocli.model import heads
+    """Write a model directory plus emocli.json: a custom module (built by `heads`) or a plain transformers one.
 
+    A stack is saved by its trainer (`emocli.model.stack.save_stack`), which also places its members."""
+    if heads.is_custom_module(module):
         return heads.save_custom(out_dir, module, tokenizer, info)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = module.config
-    config.id2label = dict(enumerate(info.labels))
-    config.label2id = {label: i for i, label in enumerate(info.labels)}
-    config.problem_type = TASK_TO_PROBLEM[info.task]
-    module.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    write_model_info(out_dir, info)
-    return out_dir
+    return plain.save_transformers(out_dir, module, tokenizer, info)
 
 
-__all__ = ["META_FILE", "PROBLEM_TO_TASK", "TASK_TO_PROBLEM", "EmotionModel", "ModelInfo", "load_for_finetune", "load_model",
-           "quiet_transformers", "read_model_info", "save_model", "write_model_info"]
+__all__ = ["LOADERS", "META_FILE", "PROBLEM_TO_TASK", "TASK_TO_PROBLEM", "EmotionModel", "ModelInfo", "load_for_finetune",
+           "load_model", "quiet_transformers", "read_model_info", "save_model", "write_model_info"]

@@ -124,20 +124,21 @@ def save_stack(out_dir: Path, module: "StackModel", info, member_dirs: list[Path
     return out_dir
 
 
-def load_stack(model_dir: Path, info, device: str = "cpu", dtype: str | None = None):
-    """-> EmotionModel whose module runs the members and the meta-learner (what load_model returns for a stack)."""
+def load_stack(model_dir: Path, info, *, device: str = "cpu", dtype: str | None = None, load_member):
+    """-> EmotionModel whose module runs the members and the meta-learner (what load_model returns for a stack).
+
+    load_member(path, device=, dtype=) loads one member: `emocli.model.io.load_model`, handed in by it."""
     from safetensors.torch import load_model as load_safetensors
 
     from emocli.model.heads import load_tokenizer
     from emocli.model.info import read_json, ready_model
-    from emocli.model.io import load_model
     from emocli.model.stack_modules import StackModel
 
     model_dir = Path(model_dir)
     spec = StackSpec.from_json(read_json(model_dir / CONFIG_FILE))
     if spec.labels != tuple(info.labels):
         raise InputError(f"{model_dir}: config.json and emocli.json name different labels")
-    members = [load_model(_check_member(model_dir, i, ref), device=device, dtype=dtype)
+    members = [load_member(_check_member(model_dir, i, ref), device=device, dtype=dtype)
                for i, ref in enumerate(spec.members)]
     meta = new_meta(spec)
     weights = model_dir / WEIGHTS_FILE
