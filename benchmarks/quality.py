@@ -117,7 +117,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
               device: str) -> dict[str, dict]:
     """Dev scores under each named threshold choice; with a holdout split, also over dev + holdout pooled (less
     noise to rank by). The model scores each split once."""
-    from emocli.training.finetune import EvalConfig, score_labelled
+    from emocli.inference.evaluate import EvalConfig, score_labelled
 
     on_dev = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev), device=device))
     pooled = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev + holdout), device=device)) if holdout else None

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from emocli.training.labelled import file_sha256
-from emocli.training.finetune import EvalConfig, TrainConfig, evaluate, finetune, score_labelled
+from emocli.inference.evaluate import EvalConfig, evaluate, score_labelled
+from emocli.training.finetune import TrainConfig, finetune
 
 ENG = ("anger", "fear", "joy", "sadness", "surprise")
 

@@ -48,23 +48,6 @@ class EngineConfig:
     threads: int | None = None  # CPU threads for torch; None = all cores
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA device is available here", hint="use --device cpu")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
-    if device != "cpu":
-        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    return device
-
-
 @dataclass
 class Tokenized:
     """Token ids of one window, with per-row flags. Rows with no text have valid=False and no ids."""

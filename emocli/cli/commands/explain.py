@@ -137,7 +137,7 @@ def read_rows(path: Path, ids: Sequence[str], id_col: str, text_col: str) -> lis
 
 def _load(model_ref: str | None, device: str):
     from emocli.hub.pull import resolve_model
-    from emocli.inference.engine import resolve_device
+    from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
     resolved = resolve_model(model_ref)

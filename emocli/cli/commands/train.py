@@ -209,7 +209,7 @@ def evaluate_command(
 ) -> None:
     """Score a model on labelled data: micro/macro F1, per-class P/R/F1, ROC-AUC, Jaccard, Hamming, per language."""
     from emocli.training.labelled import DataSpec
-    from emocli.training.finetune import EvalConfig, evaluate
+    from emocli.inference.evaluate import EvalConfig, evaluate
 
     if threshold is None and thresholds is EvalThresholds.fixed:
         threshold = 0.5
