@@ -239,11 +239,11 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
     started = time.perf_counter()
     Trainer(model=model, args=training_args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)).train()
     wall = time.perf_counter() - started
-    from emocli.training.finetune import predict_scores
+    from emocli.inference.engine import score_texts, scorer_for_module
 
     def metrics_on(files: list[str]) -> dict:
         data = load_labelled(files, labels=tuple(labels))
-        scores = predict_scores(model, tokenizer, data.texts, max_length=args.max_length, device=args.device)
+        scores = score_texts(scorer_for_module(model, tokenizer, labels, max_length=args.max_length), data.texts)
         return compute_metrics(scores, data.targets, data.mask, np.full(len(labels), 0.5), data.labels)
 
     model.float().eval()

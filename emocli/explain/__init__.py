@@ -1,1 +1,2 @@
-"""Word attributions: one text (`explainer`: `lime`, `ig`), corpus-level aggregation (`corpus`, `store`), HTML (`html`)."""
+"""Word attributions: one text (`explainer`: `lime`, `ig`), corpus-level aggregation (`corpus`, `store`),
+HTML (`html`)."""

@@ -15,7 +15,7 @@ import numpy as np
 from emocli.errors import InputError
 from emocli.explain.ig import _integrated_gradients
 from emocli.explain.lime import LIME_KERNEL_WIDTH, _lime
-from emocli.explain.scoring import score_token_ids
+from emocli.explain.scoring import label_probabilities
 from emocli.explain.words import Explanation, LabelExplanation, Word, _encode, word_spans
 from emocli.model.io import EmotionModel
 
@@ -98,7 +98,7 @@ def explain_with(model: EmotionModel, text: str, labels: Sequence[str] | None, c
     label_names = check_labels(model, labels)
     spans = word_spans(text)
     encoded = _encode(model, text, spans)
-    full_scores = score_token_ids(model, [encoded.input_ids])[0]
+    full_scores = label_probabilities(model, [encoded.input_ids])[0]
     label_indices = _chosen_labels(model, full_scores, label_names)
     if config.method == "lime":
         contributions, scores, base_scores, diagnostics = _lime(

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from emocli.errors import InputError
-from emocli.explain.scoring import _activate, _logits, _pad_batch
+from emocli.explain.scoring import _logits, _pad_batch
+from emocli.inference.engine import activate
 from emocli.explain.words import _Encoded
 from emocli.model.io import EmotionModel
 
@@ -59,7 +60,8 @@ def _integrated_gradients(model: EmotionModel, encoded: _Encoded, label_indices:
     ids, mask = _pad_batch(model, [list(encoded.input_ids), base_ids])
     with torch.no_grad():
         endpoints = embeddings(ids).float()
-        endpoint_scores = _activate(model, _logits(module(input_ids=ids, attention_mask=mask)))[:, label_indices]
+        logits = _logits(module(input_ids=ids, attention_mask=mask))
+        endpoint_scores = activate(logits, model.info.task)[:, label_indices]
     x, x_base = endpoints[0], endpoints[1]
     delta = x - x_base
     alphas, weights = path_points(steps, rule)
@@ -73,8 +75,8 @@ def _integrated_gradients(model: EmotionModel, encoded: _Encoded, label_indices:
         try:
             with torch.enable_grad():
                 n = len(alpha)
-                probs = _activate(model, _logits(module(input_ids=ids[:1].expand(n, -1),
-                                                        attention_mask=mask[:1].expand(n, -1))))
+                logits = _logits(module(input_ids=ids[:1].expand(n, -1), attention_mask=mask[:1].expand(n, -1)))
+                probs = activate(logits, model.info.task)
                 for j, label_index in enumerate(label_indices):
                     (grad,) = torch.autograd.grad(probs[:, label_index].sum(), path,
                                                   retain_graph=j < len(label_indices) - 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emocli.explain.scoring import score_token_ids
+from emocli.explain.scoring import label_probabilities
 from emocli.explain.words import _Encoded
 from emocli.model.io import EmotionModel
 
@@ -71,7 +71,7 @@ def _lime(model: EmotionModel, encoded: _Encoded, label_indices: list[int], *, s
         dropped = {p for keep, i in zip(mask, active) if not keep for p in encoded.word_tokens[i]}
         sequences.append(_perturbed_ids(encoded, dropped, replacement))
     sequences.append(_perturbed_ids(encoded, all_word_positions, replacement))
-    scores = score_token_ids(model, sequences, batch_size)[:, label_indices]
+    scores = label_probabilities(model, sequences, batch_size)[:, label_indices]
     contributions = np.zeros((len(label_indices), len(encoded.word_tokens)))
     diagnostics = [{"samples": float(len(masks))} for _ in label_indices]
     if active:

@@ -1,5 +1,5 @@
-"""Label probabilities of token-id sequences (the model's forward pass as explanations use it).
-"""
+"""The model as explanations call it: label probabilities of token-id sequences through the engine's one scoring
+path (`emocli.inference.engine.score_token_ids`), and the padded batch integrated gradients differentiate."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from emocli.model.io import EmotionModel
-
-
-# ------------------------------------------------------------------------------------------- scoring
 
 
 def _device(model: EmotionModel):
@@ -24,13 +21,6 @@ def _device(model: EmotionModel):
 
 def _logits(output: Any):
     return output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, tuple) else output)
-
-
-def _activate(model: EmotionModel, logits):
-    import torch
-
-    logits = logits.float()
-    return torch.softmax(logits, dim=-1) if model.info.task == "single_label" else torch.sigmoid(logits)
 
 
 def _pad_batch(model: EmotionModel, sequences: Sequence[Sequence[int]]):
@@ -47,16 +37,9 @@ def _pad_batch(model: EmotionModel, sequences: Sequence[Sequence[int]]):
     return ids.to(device), mask.to(device)
 
 
-def score_token_ids(model: EmotionModel, sequences: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
-    """Label probabilities [n, labels] for token id sequences, batched by length to pad little."""
-    import torch
+def label_probabilities(model: EmotionModel, sequences: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+    """Label probabilities [n, labels] (float64, for the regressions) for token id sequences: the engine's
+    length-sorted, token-budget batches of at most batch_size rows."""
+    from emocli.inference.engine import score_token_ids, scorer_for
 
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    scores = np.zeros((len(sequences), len(model.labels)), dtype=np.float64)
-    with torch.inference_mode():
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin: begin + batch_size]
-            ids, mask = _pad_batch(model, [sequences[i] for i in chunk])
-            probs = _activate(model, _logits(model.module(input_ids=ids, attention_mask=mask)))
-            scores[chunk] = probs.cpu().numpy()
-    return scores
+    return score_token_ids(scorer_for(model, max_batch_rows=batch_size), sequences).astype(np.float64)

@@ -21,7 +21,7 @@ class EvalConfig:
     data: tuple[str, ...]
     spec: DataSpec = DataSpec()
     threshold: float | None = None  # one threshold for every label, overriding the model's
-    batch_size: int = 64
+    batch_size: int = 64  # at most this many rows per forward pass (the engine's token budget also applies)
     device: str = "auto"
     max_length: int | None = None
 
@@ -57,15 +57,15 @@ def score_labelled(config: EvalConfig) -> LabelledScores:
     """Load the model and the labelled files and score every text once."""
     from emocli.hub.pull import resolve_model
     from emocli.model.io import load_model
-    from emocli.training.finetune import predict_scores, resolve_device
+    from emocli.inference.engine import score_texts, scorer_for
+    from emocli.model.device import resolve_device
 
     resolved = resolve_model(config.model)
     device = resolve_device(config.device)
     model = load_model(resolved.path, resolved.spec, device=device)
     data = load_labelled(config.data, config.spec, labels=model.labels)
     max_length = config.max_length or model.info.max_length
-    scores = predict_scores(model.module, model.tokenizer, data.texts, max_length=max_length,
-                            batch_size=config.batch_size, device=device)
+    scores = score_texts(scorer_for(model, max_length=max_length, max_batch_rows=config.batch_size), data.texts)
     return LabelledScores(resolved.name, Path(resolved.path), data, scores, np.array(model.info.thresholds),
                           max_length)
 

@@ -112,14 +112,6 @@ def guess_train_files(cwd: Path | None = None) -> tuple[str, ...]:
     return ()
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _mixed_precision(choice: str) -> str:
     import torch
 
@@ -130,28 +122,13 @@ def _mixed_precision(choice: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def predict_scores(module, tokenizer, texts: list[str], *, max_length: int, batch_size: int = 64,
-                   device: str | None = None, autocast=None) -> np.ndarray:
-    """Sigmoid scores (n, labels): plain batched forward passes, batches of similar length."""
-    import contextlib
+def _scores(module, tokenizer, labels, texts: list[str], config: TrainConfig, autocast) -> np.ndarray:
+    """The engine's scores of a model being trained (dev epochs, out-of-fold rows)."""
+    from emocli.inference.engine import score_texts, scorer_for_module
 
-    import torch
-
-    device = device or next(module.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    scores = np.zeros((len(texts), module.config.num_labels), dtype=np.float32)
-    was_training = module.training
-    module.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length, padding=True,
-                              return_tensors="pt").to(device)
-            with autocast() if autocast else contextlib.nullcontext():
-                logits = module(**batch).logits
-            scores[index] = torch.sigmoid(logits.float()).cpu().numpy()
-    module.train(was_training)
-    return scores
+    scorer = scorer_for_module(module, tokenizer, labels, max_length=config.max_length,
+                               max_batch_rows=config.eval_batch_size, autocast=autocast)
+    return score_texts(scorer, texts)
 
 
 def sample_weights(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -348,8 +325,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
             }
             unwrapped = accelerator.unwrap_model(module)
             if dev is not None:
-                scores = predict_scores(unwrapped, tokenizer, dev.texts, max_length=config.max_length,
-                                        batch_size=config.eval_batch_size, autocast=accelerator.autocast)
+                scores = _scores(unwrapped, tokenizer, train.labels, dev.texts, config, accelerator.autocast)
                 thresholds = _epoch_thresholds(scores, dev, config.thresholds)
                 metrics = compute_metrics(scores, dev.targets, dev.mask, thresholds, dev.labels)
                 record["dev_macro_f1"] = metrics["macro_f1"]
@@ -393,8 +369,7 @@ def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData)
         rest = np.setdiff1d(np.arange(len(train)), held_out)
         fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None)
         part = train.subset(held_out)
-        scores[held_out] = predict_scores(fit.module, tokenizer, part.texts, max_length=config.max_length,
-                                          batch_size=config.eval_batch_size, autocast=accelerator.autocast)
+        scores[held_out] = _scores(fit.module, tokenizer, train.labels, part.texts, config, accelerator.autocast)
     return scores
 
 
@@ -487,4 +462,4 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
     return register_model(spec, set_default=True)
 
 
-__all__ = ["TrainConfig", "TrainResult", "finetune", "predict_scores", "macro_f1"]
+__all__ = ["TrainConfig", "TrainResult", "finetune", "macro_f1"]
