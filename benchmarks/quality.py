@@ -114,7 +114,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
               device: str) -> dict[str, dict]:
     """Dev scores under each named threshold choice; with a holdout split, also over dev + holdout pooled (less
     noise to rank by). The model scores each split once."""
-    from emocli.training.finetune import EvalConfig, score_labelled
+    from emocli.inference.evaluate import EvalConfig, score_labelled
 
     on_dev = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev), device=device))
     pooled = score_labelled(EvalConfig(model=str(model_dir), data=tuple(dev + holdout), device=device)) if holdout else None
@@ -129,7 +129,7 @@ def score_all(model_dir: Path, dev: list[str], holdout: list[str], thresholds: d
 
 def train_stack(members: list[Path], train: list[str], out: Path, seed: int) -> tuple[Path, float]:
     """A stack of frozen members (meta-learner defaults: hybrid loss, per-class thresholds); -> (dir, wall s)."""
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
 
     started = time.perf_counter()
     build_stack(StackConfig(members=tuple(map(str, members)), train=tuple(train), out=out, seed=seed, progress=False))
@@ -236,11 +236,11 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
     started = time.perf_counter()
     Trainer(model=model, args=training_args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)).train()
     wall = time.perf_counter() - started
-    from emocli.training.finetune import predict_scores
+    from emocli.inference.engine import score_texts, scorer_for_module
 
     def metrics_on(files: list[str]) -> dict:
         data = load_labelled(files, labels=tuple(labels))
-        scores = predict_scores(model, tokenizer, data.texts, max_length=args.max_length, device=args.device)
+        scores = score_texts(scorer_for_module(model, tokenizer, labels, max_length=args.max_length), data.texts)
         return compute_metrics(scores, data.targets, data.mask, np.full(len(labels), 0.5), data.labels)
 
     model.float().eval()

@@ -122,7 +122,8 @@ def sorted_batches(model: str, corpus: str, rows: int, max_length: int, device: 
     """The first `rows` texts of a corpus, a scorer, and `tag`'s tokenization and length-sorted token-budget batches."""
     import pyarrow as pa
 
-    from emocli.inference.engine import EngineConfig, load_scorer, resolve_device
+    from emocli.inference.engine import EngineConfig, load_scorer
+    from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
     texts = read_texts(Path(corpus), rows)
@@ -217,7 +218,7 @@ def build_architectures(work: Path, base: Path | None) -> dict[str, Path]:
     import polars as pl
 
     from emocli.model.heads import ArchitectureConfig
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
     from emocli.training.thresholds import ThresholdConfig
     from emocli.training.finetune import TrainConfig, finetune
 

@@ -77,7 +77,7 @@ def test_evaluate_and_stack_defaults_agree_with_the_library():
     from typer.main import get_command
 
     from emocli.cli.app import app
-    from emocli.model.stack import StackConfig
+    from emocli.training.stack import StackConfig
     from emocli.training.config import EvalConfig
 
     commands = get_command(app).commands

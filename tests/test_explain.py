@@ -16,8 +16,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from emocli.explain.core import (IG_RELATIVE_TOLERANCE, explain_text, path_points, score_token_ids, weighted_ridge,
-                            word_spans)
+from emocli.explain.explainer import explain_text
+from emocli.explain.ig import IG_RELATIVE_TOLERANCE, path_points
+from emocli.explain.lime import weighted_ridge
+from emocli.explain.scoring import label_probabilities
+from emocli.explain.words import word_spans
 from emocli.model.io import load_model
 
 LABELS = ("anger", "fear", "joy", "sadness", "surprise")
@@ -111,7 +114,7 @@ def one_error_line(result) -> str:
 
 def test_the_trigger_model_learned_the_trigger(trigger_model):
     ids = [trigger_model.tokenizer(t)["input_ids"] for t in TEXTS + ["we walked home late and everyone was there"]]
-    scores = score_token_ids(trigger_model, ids)
+    scores = label_probabilities(trigger_model, ids)
     anger, joy = LABELS.index("anger"), LABELS.index("joy")
     assert (scores[:3, anger] > 0.8).all() and scores[3, anger] < 0.2
     assert (scores[:, joy] < 0.2).all()
@@ -304,7 +307,7 @@ def build_store(path: Path, model, model_dir: Path, *, keep_text: bool = True) -
     rows = []
     for language, seed in (("eng", 1), ("deu", 2)):
         texts, _ = synthetic_texts(words, 60, random.Random(seed))
-        scores = score_token_ids(model, [model.tokenizer(t)["input_ids"] for t in texts])
+        scores = label_probabilities(model, [model.tokenizer(t)["input_ids"] for t in texts])
         for n, (text, score) in enumerate(zip(texts, scores)):
             labels = [label for label, value in zip(LABELS, score) if value >= 0.5]
             rows.append((f"{language}.csv:{n}", language, text, *map(float, score), labels, 12, False, "run-1"))

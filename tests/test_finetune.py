@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from emocli.training.labelled import file_sha256
-from emocli.training.finetune import EvalConfig, TrainConfig, evaluate, finetune, score_labelled
+from emocli.inference.evaluate import EvalConfig, evaluate, score_labelled
+from emocli.training.finetune import TrainConfig, finetune
 
 ENG = ("anger", "fear", "joy", "sadness", "surprise")
 
@@ -44,7 +45,7 @@ def test_saved_dir_reloads_in_plain_transformers_with_same_scores(finetuned_mode
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from emocli.model.io import load_model
-    from emocli.training.finetune import predict_scores
+    from emocli.inference.engine import score_texts, scorer_for
 
     texts = pl.read_csv(brighter / "dev" / "eng.csv")["text"].head(12).to_list()
     tokenizer = AutoTokenizer.from_pretrained(finetuned_model_dir)
@@ -55,7 +56,7 @@ def test_saved_dir_reloads_in_plain_transformers_with_same_scores(finetuned_mode
         batch = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
         expected = torch.sigmoid(plain(**batch).logits).numpy()
     model = load_model(finetuned_model_dir)
-    ours = predict_scores(model.module, model.tokenizer, texts, max_length=model.info.max_length, batch_size=5)
+    ours = score_texts(scorer_for(model, max_batch_rows=5), texts)
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 

@@ -241,7 +241,8 @@ def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_
     from emocli.training.distill import DistillConfig, read_texts
     from emocli.training.losses import LossConfig
     from emocli.training.thresholds import ThresholdConfig
-    from emocli.training.finetune import TrainConfig, finetune, predict_scores
+    from emocli.inference.engine import score_texts, scorer_for
+    from emocli.training.finetune import TrainConfig, finetune
 
     train, dev = toy_files(tmp_path)
     teacher = load_model(tiny_model_dir)
@@ -260,7 +261,7 @@ def test_distillation_pulls_the_student_towards_the_teacher(tiny_model_dir, tmp_
                              loss=LossConfig(name="weighted-bce"), sampler="label-balanced",  # the recipe it was tuned on
                              thresholds=ThresholdConfig(mode="per-class"))
         model = load_model(finetune(config).out_dir)
-        return predict_scores(model.module, model.tokenizer, texts, max_length=64)[:, 0]
+        return score_texts(scorer_for(model, max_length=64), texts)[:, 0]
 
     plain = student(DistillConfig())
     distilled = student(DistillConfig(teacher=str(tmp_path / "teacher"), unlabeled=(str(unlabeled),), weight=2.0))
@@ -282,7 +283,7 @@ def test_tag_scores_custom_models_like_load_model_does(cli, tiny_model_dir, tmp_
     import duckdb
     import numpy as np
 
-    from emocli.training.finetune import predict_scores
+    from emocli.inference.engine import score_texts, scorer_for
 
     tokenizer, module = build(name, tiny_model_dir)
     model_dir = heads.save_custom(tmp_path / "model", module, tokenizer, ModelInfo(LABELS, (0.5,) * 5, max_length=32))
@@ -294,7 +295,7 @@ def test_tag_scores_custom_models_like_load_model_does(cli, tiny_model_dir, tmp_
     with duckdb.connect(str(db), read_only=True) as con:
         stored = np.array(con.execute(f"SELECT {', '.join(LABELS)} FROM scores ORDER BY id").fetchall())
     model = load_model(model_dir)
-    expected = predict_scores(model.module, model.tokenizer, TEXTS * 3, max_length=32)
+    expected = score_texts(scorer_for(model, max_length=32), TEXTS * 3)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
 
 

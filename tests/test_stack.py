@@ -1,4 +1,4 @@
-"""Stacking (emocli.model.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
+"""Stacking (emocli.model.stack, emocli.training.stack, `emocli stack`): two tiny real members, real CSV files, real model directories."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def data(tmp_path):
 
 
 def build(members, data, out, **overrides):
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
 
     config = StackConfig(members=tuple(map(str, members)), train=(str(data[0]),), dev=(str(data[1]),), out=out,
                          epochs=overrides.pop("epochs", 8), progress=False, **overrides)
@@ -94,6 +94,15 @@ def test_stack_command_trains_saves_and_reloads_with_identical_scores(cli, membe
     assert first.shape == (3, 5)
     # padding changes nothing: each text alone scores as in the batch
     torch.testing.assert_close(scores_of(stack, TEXTS[:1])[0], first[0], atol=2e-5, rtol=1e-4)
+
+    # loading a stack (what `tag` does) brings in neither the stack trainer nor the training package
+    import subprocess
+    import sys
+
+    probe = ("import sys; from emocli.model.io import load_model; load_model(sys.argv[1]); "
+             "print(sorted(m for m in sys.modules if m.startswith('emocli.training')))")
+    loaded = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
     # registered: `emocli tag` with no --model uses the stack
     import duckdb

@@ -1,1 +1,2 @@
-"""Word attributions: LIME, integrated gradients, corpus-level aggregation (`core`)."""
+"""Word attributions: one text (`explainer`: `lime`, `ig`), corpus-level aggregation (`corpus`, `store`),
+HTML (`html`)."""

@@ -14,7 +14,7 @@ from typing import Any
 from emocli.errors import EmocliError, ModelNotFoundError
 from emocli.hub.pull import (ResolvedModel, dir_size, looks_like_repo_id, pull_record, read_pull_lock, resolve_model,
                   split_repo_ref, weights_format)
-from emocli.model.io import META_FILE, read_model_info
+from emocli.model.info import META_FILE, read_model_info
 from emocli.hub.registry import ModelSpec, Registry
 
 AVAILABILITY = {"local": "local", "packaged": "packaged", "cache": "cached", "pulled": "cached"}

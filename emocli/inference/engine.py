@@ -1,19 +1,23 @@
 """The inference engine: texts in, one probability per label out, as Arrow.
 
-At its core is a pure function, `score_batch(texts, scorer) -> pa.RecordBatch`, that any engine (a
-thread, a process pool, a distributed map over record batches) can call. Around it, `score_windows`
-pipelines a stream of row windows: while the model computes on one window, a background thread reads
-and tokenizes the next (fast tokenizers release the GIL). Within a window the texts are sorted by
-length and cut into batches by a token budget, so almost no compute is spent on padding.
+At its core is one scoring path: a `Scorer` tokenizes, sorts rows by length, cuts them into batches by a
+token budget and runs the forward passes. `score_texts(scorer, texts)` (texts -> probabilities) is the
+prediction function of evaluate, distillation, the training loop's dev scores and the benchmarks;
+`score_token_ids` is the same for token ids (explanations); `score_batch(texts, scorer) -> pa.RecordBatch`
+is the pure function any engine (a thread, a process pool, a distributed map over record batches) can call.
+Around it, `score_windows` pipelines a stream of row windows: while the model computes on one window, a
+background thread reads and tokenizes the next (fast tokenizers release the GIL). Within a window the texts
+are sorted by length and cut into batches by a token budget, so almost no compute is spent on padding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,23 +52,6 @@ class EngineConfig:
     threads: int | None = None  # CPU threads for torch; None = all cores
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA device is available here", hint="use --device cpu")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
-    if device != "cpu":
-        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    return device
-
-
 @dataclass
 class Tokenized:
     """Token ids of one window, with per-row flags. Rows with no text have valid=False and no ids."""
@@ -77,6 +64,13 @@ class Tokenized:
     @property
     def n_tokens(self) -> int:
         return int(self.lengths.sum())
+
+    @classmethod
+    def from_ids(cls, sequences: Sequence[Sequence[int]]) -> "Tokenized":
+        """Sequences already tokenized (with their special tokens); an empty one is a row without text."""
+        ids = [list(seq) for seq in sequences]
+        lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int32, count=len(ids))
+        return cls(ids, lengths, np.zeros(len(ids), dtype=bool), lengths > 0)
 
 
 @dataclass
@@ -92,9 +86,7 @@ class Scorer:
     """A loaded model ready for inference: tokenizer, module, labels, thresholds, activation."""
 
     def __init__(self, model: "EmotionModel", *, device: str, max_length: int, batch_tokens: int,
-                 max_batch_rows: int, window_rows: int, quantized: bool = False):
-        import tokenizers
-
+                 max_batch_rows: int, window_rows: int, quantized: bool = False, autocast: Callable | None = None):
         self.model = model
         self.info = model.info
         self.labels = tuple(model.info.labels)
@@ -107,15 +99,27 @@ class Scorer:
         self.window_rows = window_rows
         self.quantized = quantized
         self.module = model.module
-        backend = getattr(model.tokenizer, "backend_tokenizer", None)
-        if backend is None:
+        self.autocast = autocast  # e.g. accelerate's autocast while training in mixed precision
+        self._backend = getattr(model.tokenizer, "backend_tokenizer", None)
+        if self._backend is None:
             raise InputError(f"{model.path}: the model's tokenizer has no fast (Rust) version; emocli needs one")
-        # our own copy: truncation on, padding off (we pad per batch after sorting by length)
-        self._tokenizer = tokenizers.Tokenizer.from_str(backend.to_str())
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length)
+        self._own_tokenizer = None
         self.pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
+
+    @property
+    def _tokenizer(self):
+        """Our own copy of the fast tokenizer, made on first use (scoring token ids needs none): truncation on,
+        padding off (we pad per batch after sorting by length)."""
+        with self._lock:
+            if self._own_tokenizer is None:
+                import tokenizers
+
+                tokenizer = tokenizers.Tokenizer.from_str(self._backend.to_str())
+                tokenizer.no_padding()
+                tokenizer.enable_truncation(self.max_length)
+                self._own_tokenizer = tokenizer
+            return self._own_tokenizer
 
     # -- tokenization (any thread) ---------------------------------------------------------------------------
     def tokenize(self, texts: "pa.Array") -> Tokenized:
@@ -168,13 +172,12 @@ class Scorer:
 
         non_blocking = self.device.startswith("cuda")
         with torch.inference_mode():
-            logits = self.module(
-                input_ids=batch.input_ids.to(self.device, non_blocking=non_blocking),
-                attention_mask=batch.attention_mask.to(self.device, non_blocking=non_blocking),
-            ).logits.float()
-            if self.task == "single_label":
-                return torch.softmax(logits, dim=-1)
-            return torch.sigmoid(logits)
+            with self.autocast() if self.autocast is not None else contextlib.nullcontext():
+                logits = self.module(
+                    input_ids=batch.input_ids.to(self.device, non_blocking=non_blocking),
+                    attention_mask=batch.attention_mask.to(self.device, non_blocking=non_blocking),
+                ).logits
+            return activate(logits, self.task)
 
     def launch(self, tokenized: Tokenized, batches: list[Batch],
                on_batch: Callable[[int, int], None] | None = None) -> "_Pending":
@@ -255,15 +258,51 @@ def load_scorer(model: "EmotionModel", config: EngineConfig = EngineConfig()) ->
         model.module = torch.ao.quantization.quantize_dynamic(model.module, {torch.nn.Linear}, dtype=torch.qint8)
         quantized = True
     max_length = config.max_length or model.info.max_length
+    _check_max_length(model, max_length)
+    return scorer_for(model, max_length=max_length, batch_tokens=config.batch_tokens, window_rows=config.window_rows,
+                      quantized=quantized)
+
+
+def scorer_for(model: "EmotionModel", *, max_length: int | None = None, batch_tokens: int | None = None,
+               max_batch_rows: int | None = None, window_rows: int | None = None, quantized: bool = False,
+               autocast: Callable | None = None) -> Scorer:
+    """A Scorer with the engine's per-device batch sizes for a loaded model (no process-wide settings changed:
+    `load_scorer` adds threads and quantization for `tag`)."""
+    device = str(next(model.module.parameters()).device)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return Scorer(model, device=device, max_length=max_length or model.info.max_length,
+                  batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS[kind],
+                  max_batch_rows=max_batch_rows or MAX_BATCH_ROWS[kind],
+                  window_rows=window_rows or DEFAULT_WINDOW_ROWS[kind], quantized=quantized, autocast=autocast)
+
+
+def scorer_for_module(module, tokenizer, labels: Sequence[str], *, max_length: int, task: str = "multi_label",
+                      **options) -> Scorer:
+    """`scorer_for` a bare (module, tokenizer) that is not a saved model yet, e.g. inside a training loop."""
+    from pathlib import Path
+
+    from emocli.model.info import EmotionModel, ModelInfo
+
+    info = ModelInfo(tuple(labels), (0.5,) * len(labels), task, max_length)
+    return scorer_for(EmotionModel(Path("."), info, tokenizer, module), **options)
+
+
+def _check_max_length(model: "EmotionModel", max_length: int) -> None:
     limit = getattr(model.module.config, "max_position_embeddings", None)
     if limit and getattr(model.module.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # RoBERTa-style position ids start after the padding index
     if limit and max_length > limit:
         raise InputError(f"--max-length {max_length}: the model takes at most {limit} tokens")
-    return Scorer(model, device=device, max_length=max_length,
-                  batch_tokens=config.batch_tokens or DEFAULT_BATCH_TOKENS[kind],
-                  max_batch_rows=MAX_BATCH_ROWS[kind], window_rows=config.window_rows or DEFAULT_WINDOW_ROWS[kind],
-                  quantized=quantized)
+
+
+def activate(logits, task: str):
+    """Logits -> probabilities: softmax for a single-label model, sigmoid per label otherwise (in fp32)."""
+    import torch
+
+    logits = logits.float()
+    if task == "single_label":
+        return torch.softmax(logits, dim=-1)
+    return torch.sigmoid(logits)
 
 
 def _text_array(texts: "pa.Array | pa.RecordBatch | pa.ChunkedArray", text_col: str = "text") -> "pa.Array":
@@ -276,6 +315,32 @@ def _text_array(texts: "pa.Array | pa.RecordBatch | pa.ChunkedArray", text_col: 
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type) or pa.types.is_null(texts.type)):
         raise InputError(f"the text column holds {texts.type}, not text")
     return texts
+
+
+def score_texts(scorer: Scorer, texts: "Sequence[str | None] | pa.Array") -> np.ndarray:
+    """The prediction function: texts -> (n, labels) float32 probabilities, row i for text i (NaN without text).
+
+    Tokenized with the model's fast tokenizer, sorted by length, cut into batches by the token budget. The
+    module is put in eval mode for the call and given back in the mode it was in (the training loop's dev scores).
+    """
+    import pyarrow as pa
+
+    array = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), type=pa.string())
+    return _score_tokenized(scorer, scorer.tokenize(_text_array(array)))
+
+
+def score_token_ids(scorer: Scorer, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    """`score_texts` for sequences already tokenized (with special tokens), e.g. an explanation's perturbations."""
+    return _score_tokenized(scorer, Tokenized.from_ids(sequences))
+
+
+def _score_tokenized(scorer: Scorer, tokenized: Tokenized) -> np.ndarray:
+    was_training = scorer.module.training
+    scorer.module.eval()
+    try:
+        return scorer.score_tokenized(tokenized, scorer.plan_batches(tokenized))
+    finally:
+        scorer.module.train(was_training)
 
 
 def score_batch(texts: "pa.Array | pa.RecordBatch", scorer: Scorer, *, with_predictions: bool = True):

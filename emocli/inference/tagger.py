@@ -313,7 +313,8 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
               budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress) -> None:
     if all(s.done for s in state.values()) or budget == 0:
         return  # nothing left: do not even load the model
-    from emocli.inference.engine import load_scorer, resolve_device, score_windows
+    from emocli.inference.engine import load_scorer, score_windows
+    from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
     device = resolve_device(config.engine.device)

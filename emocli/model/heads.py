@@ -4,8 +4,8 @@ Entry points for training and inference code:
 - `build_model(arch, head, base_dir, labels)` -> (tokenizer, module) ready to fine-tune;
 - `save_custom(out_dir, module, tokenizer, info)` writes model.safetensors + config.json (the architecture,
   with the encoder's config inside, so it loads with no network) + tokenizer files + emocli.json;
-- `load_custom(model_dir, info, device, dtype)` -> EmotionModel (what `emocli.model.io.load_model` calls for
-  any architecture but "transformers"): safetensors only, no pickle, no remote code;
+- `load_custom(model_dir, info, device=, dtype=)` -> EmotionModel (the loader `emocli.model.io.LOADERS` names
+  for each of HEAD_ARCHITECTURES): safetensors only, no pickle, no remote code;
 - `loader_for(info)` names the loader a model needs ("transformers" or "emocli").
 
 The modules are called like a transformers classifier: `module(input_ids=, attention_mask=,
@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from emocli.errors import InputError, ModelNotFoundError
+from emocli.model.info import read_json, ready_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 HEADS = ("linear", "cnn-bilstm-attn", "label-attention")
 ARCHS = ("transformer", "small")
-CUSTOM_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small", "stack")
+HEAD_ARCHITECTURES = ("cnn-bilstm-attn", "label-attention", "small")  # what load_custom loads
 SMALL_LEARNING_RATE = 2e-3  # the small model starts far from a solution: it wants a larger step than an encoder
 
 
@@ -131,7 +132,8 @@ def architecture_name(arch: str, head: str | None) -> str:
 
 def build_model(arch: str, head: str | None, base_dir: Path, labels, *, small: SmallOptions | None = None):
     """(tokenizer, module) for fine-tuning: a base encoder with the chosen head, or the small model."""
-    from emocli.model.io import load_for_finetune, quiet_transformers
+    from emocli.model.info import quiet_transformers
+    from emocli.model.plain import load_for_finetune
 
     labels = tuple(labels)
     name = architecture_name(arch, head)
@@ -148,7 +150,7 @@ def build_model(arch: str, head: str | None, base_dir: Path, labels, *, small: S
 def _load_base(base_dir: Path):
     from transformers import AutoModel, AutoTokenizer
 
-    if (base_dir / CONFIG_FILE).exists() and "emocli_architecture" in _read_json(base_dir / CONFIG_FILE):
+    if (base_dir / CONFIG_FILE).exists() and "emocli_architecture" in read_json(base_dir / CONFIG_FILE):
         raise InputError(f"{base_dir}: an emocli custom model cannot be a base encoder",
                          hint="use a transformers encoder (e.g. all-minilm-l6-v2) as --base")
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
@@ -189,7 +191,7 @@ def _assemble(config: ArchConfig, encoder=None):
             head = LabelAttention(config.input_dim, config.num_labels, dropout=config.dropout)
         else:
             raise InputError(f"unknown architecture {config.architecture!r}",
-                             hint=f"known: {', '.join(CUSTOM_ARCHITECTURES)}")
+                             hint=f"known: {', '.join(HEAD_ARCHITECTURES)}")
         module = EncoderWithHead(encoder, head)
     module.emocli_config = config
     module.config = config  # what transformers-style training code reads (num_labels, id2label, problem_type)
@@ -221,7 +223,7 @@ def save_weights(module, path: Path) -> None:
 
 def save_custom(out_dir: Path, module, tokenizer, info) -> Path:
     """Write a custom model directory: safetensors weights, architecture config, tokenizer, emocli.json."""
-    from emocli.model.io import write_model_info
+    from emocli.model.info import write_model_info
 
     config: ArchConfig = module.emocli_config
     if tuple(info.labels) != config.labels:
@@ -235,33 +237,26 @@ def save_custom(out_dir: Path, module, tokenizer, info) -> Path:
     return out_dir
 
 
-def load_custom(model_dir: Path, info, device: str = "cpu", dtype: str | None = None):
-    """Load any non-transformers emocli model for inference -> EmotionModel."""
+def load_custom(model_dir: Path, info, *, device: str = "cpu", dtype: str | None = None):
+    """Load a model of one of HEAD_ARCHITECTURES for inference -> EmotionModel."""
     model_dir = Path(model_dir)
-    if info.architecture == "stack":
-        from emocli.model.stack import load_stack
-
-        return load_stack(model_dir, info, device=device, dtype=dtype)
-    if info.architecture not in CUSTOM_ARCHITECTURES:
-        raise InputError(f"{model_dir}: unknown architecture {info.architecture!r} in emocli.json",
-                         hint=f"this emocli knows: transformers, {', '.join(CUSTOM_ARCHITECTURES)}")
     module = load_module(model_dir)
     if module.emocli_config.labels != tuple(info.labels):
         raise InputError(f"{model_dir}: config.json and emocli.json name different labels")
-    return _emotion_model(model_dir, info, load_tokenizer(model_dir), module, device, dtype)
+    return ready_model(model_dir, info, load_tokenizer(model_dir), module, device, dtype)
 
 
 def load_module(model_dir: Path):
     """The module of a custom model directory with its weights (safetensors, strict key match)."""
     from safetensors.torch import load_model as load_safetensors
 
-    from emocli.model.io import quiet_transformers
+    from emocli.model.info import quiet_transformers
 
     quiet_transformers()
     weights = model_dir / WEIGHTS_FILE
     if not weights.exists():
         raise ModelNotFoundError(f"{model_dir}: no {WEIGHTS_FILE} (emocli loads safetensors weights only)")
-    config = ArchConfig.from_json(_read_json(model_dir / CONFIG_FILE))
+    config = ArchConfig.from_json(read_json(model_dir / CONFIG_FILE))
     module = _assemble(config)
     load_safetensors(module, str(weights), strict=True)
     return module
@@ -271,19 +266,3 @@ def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-
-
-def _emotion_model(model_dir: Path, info, tokenizer, module, device: str, dtype: str | None):
-    from emocli.model.io import EmotionModel, _torch_dtype
-
-    module.to(device=device, dtype=_torch_dtype(dtype, device)).eval()
-    return EmotionModel(model_dir, info, tokenizer, module)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ModelNotFoundError(f"{path.parent}: not a model directory (no {path.name})")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON: {exc}") from None

@@ -152,6 +152,6 @@ class EvalConfig:
     data: tuple[str, ...]
     spec: DataSpec = DataSpec()
     threshold: float | None = None  # one threshold for every label, overriding the model's
-    batch_size: int = 64
+    batch_size: int = 64  # at most this many rows per forward pass (the engine's token budget also applies)
     device: str = "auto"
     max_length: int | None = None

@@ -38,7 +38,7 @@ def teacher_targets(config: DistillConfig, texts: list[str], labels: tuple[str, 
     """(n, len(labels)) teacher sigmoid scores, columns in the student's label order."""
     from emocli.hub.pull import resolve_model
     from emocli.model.io import load_model
-    from emocli.training.finetune import predict_scores
+    from emocli.inference.engine import score_texts, scorer_for
 
     resolved = resolve_model(config.teacher)
     teacher = load_model(resolved.path, resolved.spec, device=device)
@@ -46,8 +46,7 @@ def teacher_targets(config: DistillConfig, texts: list[str], labels: tuple[str, 
     if missing:
         raise InputError(f"teacher {config.teacher!r} has no label {missing[0]!r} (it has: {', '.join(teacher.labels)})",
                          hint="distil from a teacher trained on the same labels")
-    scores = predict_scores(teacher.module, teacher.tokenizer, texts, max_length=teacher.info.max_length,
-                            batch_size=batch_size, device=device)
+    scores = score_texts(scorer_for(teacher, max_batch_rows=batch_size), texts)
     return scores[:, [teacher.labels.index(label) for label in labels]]
 
 

@@ -1,8 +1,7 @@
-"""Fine-tuning and evaluation of multi-label emotion models (the library behind `finetune` and `evaluate`).
+"""Fine-tuning of multi-label emotion models (the library behind `finetune`; `evaluate` is emocli.inference.evaluate).
 
-    from emocli.training.finetune import TrainConfig, finetune, evaluate
+    from emocli.training.finetune import TrainConfig, finetune
     result = finetune(TrainConfig(train=("data/train/eng.csv",), dev=("data/dev/eng.csv",), out=Path("m")))
-    report = evaluate("m", ["data/dev/eng.csv"])
 
 Training runs through `accelerate` (fp32 on CPU, bf16/fp16 on GPU, gradient accumulation, several GPUs
 under `accelerate launch`): AdamW, linear warm-up then cosine decay, early stopping on dev macro-F1,
@@ -22,7 +21,7 @@ import numpy as np
 
 from emocli.errors import InputError
 from emocli.progress import NullProgress, Progress, chosen
-from emocli.training.config import EvalConfig, ThresholdConfig, TrainConfig  # the configs live there, numpy-free
+from emocli.training.config import ThresholdConfig, TrainConfig  # the configs live there, numpy-free
 from emocli.training.labelled import LabelledData, load_labelled
 from emocli.training.losses import label_cooccurrence
 from emocli.training.metrics import compute_metrics, macro_f1
@@ -70,14 +69,6 @@ def guess_train_files(cwd: Path | None = None) -> tuple[str, ...]:
     return ()
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _mixed_precision(choice: str) -> str:
     import torch
 
@@ -88,28 +79,13 @@ def _mixed_precision(choice: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def predict_scores(module, tokenizer, texts: list[str], *, max_length: int, batch_size: int = 64,
-                   device: str | None = None, autocast=None) -> np.ndarray:
-    """Sigmoid scores (n, labels): plain batched forward passes, batches of similar length."""
-    import contextlib
+def _scores(module, tokenizer, labels, texts: list[str], config: TrainConfig, autocast) -> np.ndarray:
+    """The engine's scores of a model being trained (dev epochs, out-of-fold rows)."""
+    from emocli.inference.engine import score_texts, scorer_for_module
 
-    import torch
-
-    device = device or next(module.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    scores = np.zeros((len(texts), module.config.num_labels), dtype=np.float32)
-    was_training = module.training
-    module.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length, padding=True,
-                              return_tensors="pt").to(device)
-            with autocast() if autocast else contextlib.nullcontext():
-                logits = module(**batch).logits
-            scores[index] = torch.sigmoid(logits.float()).cpu().numpy()
-    module.train(was_training)
-    return scores
+    scorer = scorer_for_module(module, tokenizer, labels, max_length=config.max_length,
+                               max_batch_rows=config.eval_batch_size, autocast=autocast)
+    return score_texts(scorer, texts)
 
 
 def sample_weights(targets: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -354,10 +330,10 @@ def _epoch_record(epoch: int, loop: _Loop, labels: tuple[str, ...], class_loss, 
     }
 
 
-def _evaluate_epoch(module, tokenizer, dev: LabelledData, config: TrainConfig, autocast) -> tuple[np.ndarray, dict]:
+def _evaluate_epoch(module, tokenizer, labels, dev: LabelledData, config: TrainConfig,
+                    autocast) -> tuple[np.ndarray, dict]:
     """Dev scores and metrics at the thresholds tuned on them (what early stopping compares)."""
-    scores = predict_scores(module, tokenizer, dev.texts, max_length=config.max_length,
-                            batch_size=config.eval_batch_size, autocast=autocast)
+    scores = _scores(module, tokenizer, labels, dev.texts, config, autocast)
     thresholds = _epoch_thresholds(scores, dev, config.thresholds)
     return scores, compute_metrics(scores, dev.targets, dev.mask, thresholds, dev.labels)
 
@@ -381,7 +357,7 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
             last_epoch = epoch
             if dev is not None:
                 unwrapped = accelerator.unwrap_model(loop.module)
-                scores, metrics = _evaluate_epoch(unwrapped, tokenizer, dev, config, accelerator.autocast)
+                scores, metrics = _evaluate_epoch(unwrapped, tokenizer, train.labels, dev, config, accelerator.autocast)
                 record["dev_macro_f1"] = metrics["macro_f1"]
                 record["dev_micro_f1"] = metrics["micro_f1"]
                 record["dev_f1"] = {label: m["f1"] for label, m in metrics["per_class"].items()}
@@ -416,8 +392,7 @@ def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData)
         rest = np.setdiff1d(np.arange(len(train)), held_out)
         fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None, NullProgress())
         part = train.subset(held_out)
-        scores[held_out] = predict_scores(fit.module, tokenizer, part.texts, max_length=config.max_length,
-                                          batch_size=config.eval_batch_size, autocast=accelerator.autocast)
+        scores[held_out] = _scores(fit.module, tokenizer, train.labels, part.texts, config, accelerator.autocast)
     return scores
 
 
@@ -514,52 +489,4 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
     return register_model(spec, set_default=True)
 
 
-@dataclass
-class LabelledScores:
-    """A model's scores on labelled data, so metrics under several thresholds need one forward pass."""
-    model: str
-    path: Path
-    data: LabelledData
-    scores: np.ndarray  # (n, L) probabilities
-    model_thresholds: np.ndarray  # (L,)
-    max_length: int
-
-    def report(self, threshold: float | None = None) -> dict:
-        """Metrics overall and per language, under the model's thresholds or one `threshold` for every label."""
-        data = self.data
-        thresholds = (np.full(len(data.labels), threshold) if threshold is not None else self.model_thresholds)
-        report = {"model": self.model, "path": str(self.path), "files": [str(f) for f in data.files],
-                  "skipped_texts": data.skipped_texts, "max_length": self.max_length,
-                  **compute_metrics(self.scores, data.targets, data.mask, thresholds, data.labels)}
-        languages = data.language_set
-        if len(languages) > 1:
-            report["by_language"] = {}
-            for language in languages:
-                rows = np.array([lang == language for lang in data.languages])
-                report["by_language"][language] = compute_metrics(self.scores[rows], data.targets[rows],
-                                                                  data.mask[rows], thresholds, data.labels)
-        return report
-
-
-def score_labelled(config: EvalConfig) -> LabelledScores:
-    """Load the model and the labelled files and score every text once."""
-    from emocli.hub.pull import resolve_model
-    from emocli.model.io import load_model
-
-    resolved = resolve_model(config.model)
-    device = resolve_device(config.device)
-    model = load_model(resolved.path, resolved.spec, device=device)
-    data = load_labelled(config.data, config.spec, labels=model.labels)
-    max_length = config.max_length or model.info.max_length
-    scores = predict_scores(model.module, model.tokenizer, data.texts, max_length=max_length,
-                            batch_size=config.batch_size, device=device)
-    return LabelledScores(resolved.name, Path(resolved.path), data, scores, np.array(model.info.thresholds),
-                          max_length)
-
-
-def evaluate(config: EvalConfig) -> dict:
-    """Metrics of a saved model on labelled files, overall and per language; the model's thresholds by default."""
-    return score_labelled(config).report(config.threshold)
-
-
-__all__ = ["TrainConfig", "TrainResult", "EvalConfig", "LabelledScores", "finetune", "evaluate", "score_labelled", "predict_scores", "macro_f1"]
+__all__ = ["TrainConfig", "TrainResult", "finetune", "macro_f1"]

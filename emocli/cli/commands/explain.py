@@ -76,7 +76,7 @@ def explain(
         raise InputError("--id needs --data FILE")
     output = Output(fmt, out, quiet)
     if db is not None:
-        from emocli.explain.core import CorpusConfig
+        from emocli.explain.corpus import CorpusConfig
 
         if not labels or len(labels) != 1:
             raise InputError("--db needs exactly one --label (the emotion to explain, e.g. --label anger)")
@@ -138,7 +138,7 @@ def read_rows(path: Path, ids: Sequence[str], id_col: str, text_col: str) -> lis
 
 def _load(model_ref: str | None, device: str):
     from emocli.hub.pull import resolve_model
-    from emocli.inference.engine import resolve_device
+    from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
     resolved = resolve_model(model_ref)
@@ -155,7 +155,7 @@ def _progress(total: int, quiet: bool):
 
 
 def _explain_config(method, samples, steps, seed, defaults):
-    from emocli.explain.core import ExplainConfig
+    from emocli.explain.explainer import ExplainConfig
 
     return ExplainConfig(method or defaults["method"], samples=defaults["samples"] if samples is None else samples,
                          steps=defaults["steps"] if steps is None else steps, seed=seed)
@@ -165,7 +165,8 @@ def _explain_config(method, samples, steps, seed, defaults):
 
 
 def _explain_texts(rows, model_ref: str | None, labels, config, output: Output, device: str) -> None:
-    from emocli.explain.core import check_labels, explain_with, explanations_html
+    from emocli.explain.explainer import check_labels, explain_with
+    from emocli.explain.html import explanations_html
 
     model, model_name = _load(model_ref, device)
     labels = check_labels(model, labels)
@@ -245,7 +246,9 @@ def _ranked_line(explanation, item, n: int = 5):
 
 
 def _explain_store(db: Path, model_ref: str | None, corpus, config, output: Output, device: str) -> None:
-    from emocli.explain.core import corpus_html, explain_corpus, store_model_ref, top_texts
+    from emocli.explain.corpus import explain_corpus
+    from emocli.explain.html import corpus_html
+    from emocli.explain.store import store_model_ref, top_texts
 
     rows = top_texts(db, corpus)
     if not rows:

@@ -39,7 +39,7 @@ def stack_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Stack fine-tuned models under a BiLSTM meta-learner; the stack is one model dir for `tag` and `evaluate`."""
-    from emocli.model.stack import StackConfig, build_stack
+    from emocli.training.stack import StackConfig, build_stack
 
     if not member:
         raise InputError("no members: pass --member M1 --member M2 (fine-tuned emocli models)")

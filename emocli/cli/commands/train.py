@@ -192,7 +192,7 @@ def evaluate_command(
     as_json: Annotated[bool, json_option("Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Score a model on labelled data: micro/macro F1, per-class P/R/F1, ROC-AUC, Jaccard, Hamming, per language."""
-    from emocli.training.finetune import evaluate
+    from emocli.inference.evaluate import evaluate
 
     if threshold is None and thresholds is EvalThresholds.fixed:
         threshold = default_of(ThresholdConfig, "fixed")

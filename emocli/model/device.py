@@ -1,0 +1,22 @@
+"""The one place that turns `--device auto|cpu|cuda|cuda:N` into a device that exists here."""
+
+from __future__ import annotations
+
+from emocli.errors import InputError
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA device is available here", hint="use --device cpu")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    if device != "cpu":
+        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    return device
