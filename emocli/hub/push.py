@@ -150,7 +150,7 @@ def _skip_reason(path: str, include_history: bool) -> str | None:
     if path == CARD_FILE:
         return "replaced by the generated model card"
     if path in HISTORY_FILES:
-        return None if include_history else "training history (pass --include-history)"
+        return None if include_history else "training history; pass --include-history"
     if ("/" not in path and is_inference_file(path)) or is_member_file(path):
         return None
     return "not part of the model"
