@@ -70,6 +70,7 @@ INFERENCE_FILES = [
 ]
 
 
+STACK_MEMBERS_DIR = "members"  # emocli.model.stack.MEMBERS_DIR, named here so pulls import no model code
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 PICKLE_SUFFIXES = (".bin", ".pt", ".ckpt", ".pth", ".pkl")
@@ -78,19 +79,24 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 OFFLINE_HINT = "check the network, point HF_ENDPOINT at a reachable mirror, or set HF_HUB_OFFLINE=1 to use cached models only"
 
 
+def hf_home() -> Path:
+    """HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface (where the login token lives too)."""
+    env = os.environ
+    if env.get("HF_HOME"):
+        return Path(os.path.expandvars(env["HF_HOME"])).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.path.expandvars(xdg)).expanduser() / "huggingface"
+
+
 def hf_cache_dir() -> Path:
     """The HF hub cache the environment names now: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
 
     huggingface_hub reads these variables once, at import; emocli reads them per call, so a process whose
     environment changed (tests, long-lived sessions) still uses the cache it names.
     """
-    env = os.environ
-    if env.get("HF_HUB_CACHE"):
-        return Path(os.path.expandvars(env["HF_HUB_CACHE"])).expanduser()
-    if env.get("HF_HOME"):
-        return Path(os.path.expandvars(env["HF_HOME"])).expanduser() / "hub"
-    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.path.expandvars(xdg)).expanduser() / "huggingface" / "hub"
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.path.expandvars(os.environ["HF_HUB_CACHE"])).expanduser()
+    return hf_home() / "hub"
 
 
 def hub_endpoint() -> str:
@@ -302,16 +308,27 @@ def pull_model(repo: str, revision: str = "main", spec: ModelSpec | None = None,
     return ResolvedModel(snapshot, spec, "pulled", commit=commit, repo=repo)
 
 
+def is_inference_file(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in INFERENCE_FILES)
+
+
+def is_member_file(path: str) -> bool:
+    """members/<member>/<inference file>: a bundled stack's members, which its loader needs as well."""
+    parts = path.split("/")
+    return len(parts) == 3 and parts[0] == STACK_MEMBERS_DIR and is_inference_file(parts[2])
+
+
 def choose_inference_files(repo: str, revision: str, sizes: dict[str, int | None], *,
                            allow_pickle: bool = False) -> list[str]:
-    """The top-level files inference needs (INFERENCE_FILES); pickle weights only when allowed and unavoidable."""
+    """The top-level files inference needs (INFERENCE_FILES), a bundled stack's members' too; pickle weights
+    only when allowed and unavoidable."""
     top = sorted(name for name in sizes if "/" not in name)
     where = f"{repo}@{revision}"
     if "config.json" not in top:
         raise HubError(f"{where}: no config.json at the top of the repository; not a transformers model")
-    chosen = [name for name in top if any(fnmatch.fnmatch(name, pattern) for pattern in INFERENCE_FILES)]
+    chosen = [name for name in top if is_inference_file(name)]
     if any(name.endswith(".safetensors") for name in chosen):
-        return chosen
+        return chosen + sorted(name for name in sizes if is_member_file(name))
     pickles = [name for name in top if name.endswith(PICKLE_SUFFIXES)]
     if not pickles:
         raise HubError(f"{where}: the repository has no model weights (no *.safetensors file)")
@@ -416,7 +433,7 @@ def _hub_errors(repo: str, revision: str, endpoint: str) -> Iterator[None]:
         raise error from None
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
+def error_causes(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -424,7 +441,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -435,7 +452,7 @@ def hub_error(exc: BaseException, repo: str, revision: str, endpoint: str) -> Hu
     from huggingface_hub import errors as hf
 
     where = f"{repo}@{revision}"
-    for cause in _causes(exc):
+    for cause in error_causes(exc):
         if isinstance(cause, hf.GatedRepoError):
             return HubError(f"{repo} is gated on {endpoint} and this token has no access",
                             hint="accept the model's terms on its page, then set HF_TOKEN")
@@ -449,7 +466,7 @@ def hub_error(exc: BaseException, repo: str, revision: str, endpoint: str) -> Hu
             return HubError(f"{where} is not cached and the Hub is offline (HF_HUB_OFFLINE)",
                             hint="unset HF_HUB_OFFLINE to download it")
         if isinstance(cause, (httpx2.TransportError, ConnectionError, TimeoutError)):
-            return HubError(f"cannot reach {endpoint} ({_first_line(cause)}) while pulling {where}", hint=OFFLINE_HINT)
+            return HubError(f"cannot reach {endpoint} ({first_line(cause)}) while pulling {where}", hint=OFFLINE_HINT)
         if isinstance(cause, hf.HfHubHTTPError) and getattr(cause, "response", None) is not None:
             status = cause.response.status_code
             if status in (401, 403):
@@ -460,9 +477,9 @@ def hub_error(exc: BaseException, repo: str, revision: str, endpoint: str) -> Hu
             return HubError(f"{endpoint} answered HTTP {status} for {where}",
                             hint="try again later, or point HF_ENDPOINT at a mirror")
         if isinstance(cause, hf.HFValidationError):
-            return HubError(f"invalid Hub repository id {repo!r}: {_first_line(cause)}")
+            return HubError(f"invalid Hub repository id {repo!r}: {first_line(cause)}")
     if isinstance(exc, OSError):
-        return HubError(f"download of {where} failed: {_first_line(exc)}", hint="run the pull again; it resumes")
+        return HubError(f"download of {where} failed: {first_line(exc)}", hint="run the pull again; it resumes")
     return None
 
 

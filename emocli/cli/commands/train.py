@@ -132,6 +132,7 @@ def finetune_command(
     unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher; repeatable."),
     distill_weight: float = typer.Option(default_of(DistillConfig, "weight"), "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
     register: Optional[str] = typer.Option(None, "--register", help="Add the model to your registry under NAME and make it your default for `tag`."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="ORG/NAME", help="Then push the model with its card, as `emocli push OUT ORG/NAME` does (token and repo id checked before training)."),
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -139,6 +140,10 @@ def finetune_command(
     from emocli.training.finetune import finetune
 
     config = train_config(dict(locals()))  # the flags as given, before anything else is bound
+    if push_to_hub:
+        from emocli.hub.push import check_push_target
+
+        check_push_target(push_to_hub)
     result = finetune(config, progress_for(quiet))
     summary = {
         "out": str(result.out_dir), "labels": list(result.labels), "thresholds": list(result.thresholds),
@@ -147,9 +152,22 @@ def finetune_command(
         "dev_metrics": result.dev_metrics, "registered": register,
     }
     if as_json:
+        if push_to_hub:
+            summary["push"] = _push_finetuned(result.out_dir, push_to_hub, quiet=quiet).to_json()
         print_json(summary)
         return
     _print_finetune(summary)
+    if push_to_hub:
+        from emocli.cli.commands.push import report_push
+
+        report_push(_push_finetuned(result.out_dir, push_to_hub, quiet=quiet), as_json=False, quiet=quiet)
+
+
+def _push_finetuned(out_dir: Path, repo: str, *, quiet: bool):
+    """finetune --push-to-hub: `emocli push OUT ORG/NAME` with the defaults."""
+    from emocli.hub.push import PushConfig, push_model
+
+    return push_model(PushConfig(model=str(out_dir), repo_id=repo), progress_for(quiet))
 
 
 def _print_finetune(summary: dict) -> None:
