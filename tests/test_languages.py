@@ -186,3 +186,16 @@ def test_finetune_records_its_training_languages(finetuned_model_dir, cli):
     assert result.exit_code == 0 and json.loads(result.stdout)["languages"] == ["eng"]
     result = cli(["models", "info", "all-minilm-l6-v2", "--json"])
     assert json.loads(result.stdout)["languages"] == ["eng"]
+
+
+def test_a_run_started_without_detection_resumes_without_it(tmp_path, english_model, corpus_texts):
+    texts, _ = corpus_texts
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"text": texts}), path)
+    db = tmp_path / "out.duckdb"
+    first = tag(TagConfig(inputs=(str(path),), model=str(english_model), db=db, detect_language=False, limit=20))
+    again = tag(TagConfig(inputs=(str(path),), model=str(english_model), db=db))  # the default now detects
+    assert again.run_id == first.run_id and again.status == "done" and again.resumed_from == 20
+    assert any("started without language detection" in note for note in again.notes)
+    assert fetch(db, "SELECT count(*), count(DISTINCT id) FROM scores") == [(len(texts), len(texts))]
+    assert fetch(db, "SELECT count(*) FROM runs") == [(1,)]

@@ -352,6 +352,9 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     with Store(config.db) as store:
         if config.overwrite:
             store.drop_table(config.table)
+        elif language.detect and config.detect_language is None:
+            run_id, language = _resume_undetected(store, run_id, language,
+                                                  run_fingerprint(config, plans, model_id, info), notes)
         run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
                         info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col,
                         model_languages=model_languages(info, resolved.spec), language_source=language.source)
@@ -375,6 +378,16 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
         store.finish_run(run_id, summary.status)
         summary.run_rows = store.run_counts(run_id).written
     return summary
+
+
+def _resume_undetected(store: Store, run_id: str, language: LanguagePlan, legacy_id: str,
+                       notes: list[str]) -> tuple[str, LanguagePlan]:
+    """A run started before tag detected languages by default resumes as it began (no new run, no duplicates)."""
+    if store.run_status(run_id) is None and store.run_status(legacy_id) is not None:
+        notes.append(f"run {legacy_id} was started without language detection: it continues without "
+                     "(--overwrite --detect-language to add it)")
+        return legacy_id, LanguagePlan(None)
+    return run_id, language
 
 
 def _mark_run(store: Store, run_id: str, status: str) -> None:
