@@ -64,7 +64,7 @@ def chunk(ids, run_id):
 
 def test_the_migrations_are_numbered_in_order_from_one():
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 2
+    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 3
 
 
 def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
@@ -74,13 +74,14 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
     progress_before = snapshot(db, "SELECT * FROM emocli_progress")
     before = dt.datetime.now()
     with Store(db) as store:
-        assert store.migrations_applied == [1, 2]
+        assert store.migrations_applied == [1, 2, 3]
         applied = applied_versions(store.con)
-    assert list(applied) == [1, 2] and all(before <= at <= dt.datetime.now() for at in applied.values())
-    assert snapshot(db, "SELECT value FROM emocli_meta WHERE key = 'schema_version'") == [("2",)]
+    assert list(applied) == [1, 2, 3] and all(before <= at <= dt.datetime.now() for at in applied.values())
+    assert snapshot(db, "SELECT value FROM emocli_meta WHERE key = 'schema_version'") == [("3",)]
     assert snapshot(db, "SELECT * FROM scores ORDER BY id") == scores_before
-    assert snapshot(db, "SELECT * EXCLUDE (emocli_version) FROM runs") == runs_before
+    assert snapshot(db, "SELECT * EXCLUDE (emocli_version, model_languages, language_source) FROM runs") == runs_before
     assert snapshot(db, "SELECT emocli_version FROM runs") == [(None,)]  # unknown for the old run
+    assert snapshot(db, "SELECT model_languages, language_source FROM runs") == [(None, None)]
     assert snapshot(db, "SELECT * FROM emocli_progress") == progress_before
 
     # the interrupted run resumes where it stopped, and a new run records the emocli that wrote it
@@ -91,18 +92,21 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
         store.append_chunk("scores", "run-old", "a.csv", chunk(["a:3"], "run-old"), 3, ChunkCounts(1, 0, 0),
                            file_done=True)
         store.finish_run("run-old", "done")
-        store.begin_run(RunRecord(**{**OLD_RUN.__dict__, "run_id": "run-new"}), [("a.csv", "/data/a.csv")])
+        store.begin_run(RunRecord(**{**OLD_RUN.__dict__, "run_id": "run-new", "model_languages": ("eng", "spa"),
+                                     "language_source": "detected"}), [("a.csv", "/data/a.csv")])
         runs = {run.run_id: run for run in read_runs(store.con, "scores")}
     assert (runs["run-old"].status, runs["run-old"].rows_written, runs["run-old"].emocli_version) == ("done", 3, None)
     assert runs["run-old"].started_at == dt.datetime(2026, 1, 2, 3, 4, 5)
     assert runs["run-new"].emocli_version == emocli.__version__
+    assert (runs["run-old"].model_languages, runs["run-old"].language_source) == (None, None)
+    assert (runs["run-new"].model_languages, runs["run-new"].language_source) == (("eng", "spa"), "detected")
     assert snapshot(db, "SELECT count(*) FROM scores") == [(3,)]
 
 
 def test_a_new_store_records_every_migration_once(tmp_path):
     db = tmp_path / "new.duckdb"
     with Store(db) as store:
-        assert store.migrations_applied == [1, 2]
+        assert store.migrations_applied == [1, 2, 3]
         first = applied_versions(store.con)
     with Store(db) as store:
         assert store.migrations_applied == [] and applied_versions(store.con) == first
@@ -111,8 +115,8 @@ def test_a_new_store_records_every_migration_once(tmp_path):
 
 
 @pytest.mark.parametrize("newer", [
-    "INSERT INTO emocli_migrations VALUES (3, 'from the future', now())",
-    "UPDATE emocli_meta SET value = '3' WHERE key = 'schema_version'",
+    "INSERT INTO emocli_migrations VALUES (4, 'from the future', now())",
+    "UPDATE emocli_meta SET value = '4' WHERE key = 'schema_version'",
 ])
 def test_a_store_from_a_newer_emocli_is_refused_and_left_alone(tmp_path, newer):
     db = tmp_path / "future.duckdb"
@@ -120,8 +124,8 @@ def test_a_store_from_a_newer_emocli_is_refused_and_left_alone(tmp_path, newer):
     con = duckdb.connect(str(db))
     con.execute(newer)
     con.close()
-    with pytest.raises(StoreError, match=r"newer emocli \(store schema 3 > 2\)"):
+    with pytest.raises(StoreError, match=r"newer emocli \(store schema 4 > 3\)"):
         Store(db)
     con = duckdb.connect(str(db))  # the refused store released its write lock
-    assert con.execute("SELECT max(version) FROM emocli_migrations").fetchone()[0] in (2, 3)
+    assert con.execute("SELECT max(version) FROM emocli_migrations").fetchone()[0] in (3, 4)
     con.close()

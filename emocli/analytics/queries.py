@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from emocli.analytics.coverage import Coverage, ModelCoverage, coverage_of
 from emocli.analytics.groups import GroupBy, parse_group_bys
-from emocli.analytics.source import (OpenTable, RunGroup, groups_with_label, open_table,
+from emocli.analytics.source import (OpenTable, RunGroup, group_select, groups_with_label, open_table, run_filter,
                                      select_run_groups, unfinished_run_notes)
-from emocli.analytics.sql import Params, Query, listing
+from emocli.analytics.sql import Params, Query, listing, where_clause
 from emocli.analytics.where import parse_where
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError, StoreError
@@ -30,6 +31,7 @@ METRICS = ("prevalence", "mean", "count")
 MODEL_COLUMN = "model"
 STAT_COLUMNS = ("texts", "skipped")
 SHARE_COLUMNS = ("any_emotion", "no_emotion")
+OUTSIDE_COLUMN = "outside_model"  # share of a group's rows in languages outside the model's training languages
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Frame:
     title: str = ""
     notes: tuple[str, ...] = ()
     time_column: str | None = None  # the first time-bucket group, plotted as the x axis
+    warnings: tuple[str, ...] = ()  # figures the tool cannot stand behind (e.g. languages the model never saw)
 
     def column(self, name: str) -> list:
         index = self.columns.index(name)
@@ -53,17 +56,6 @@ class Frame:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
-def _run_filter(group: RunGroup, params: Params) -> str:
-    return f"{quote_ident('run_id')} IN ({', '.join(params.add(run_id) for run_id in group.run_ids)})"
-
-
-def _where_clause(*conditions: str | None) -> str:
-    kept = [condition for condition in conditions if condition]
-    return "WHERE " + " AND ".join(kept) if kept else ""
-
-
-def _group_select(groups: Sequence[GroupBy], columns: dict[str, str]) -> list[str]:
-    return [f"{group.sql(columns)} AS {quote_ident(group.alias)}" for group in groups]
 
 
 def _group_order(groups: Sequence[GroupBy]) -> list[str]:
@@ -82,6 +74,7 @@ class SummaryRequest:
     min_count: int = 0
     sort: str | None = None
     runs: tuple[str, ...] = ()
+    in_domain_only: bool = False  # keep only rows in the model's training languages (analytics/coverage.py)
 
 
 def _has_label(label_param: str) -> str:
@@ -114,19 +107,20 @@ def _dominant(labels: Sequence[str], params: Params) -> str:
 
 
 def summary_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: SummaryRequest,
-                  sort: str | None = None) -> Query:
+                  sort: str | None = None, model_coverage: ModelCoverage | None = None) -> Query:
     """One SQL statement: per group the text count, skipped rows, per-label metric, dominant, any/none."""
     params = Params()
     labels = group.labels
     _check_label_names(labels, [g.alias for g in groups] + list(STAT_COLUMNS) + list(SHARE_COLUMNS) + ["dominant"])
-    select = _group_select(groups, store.columns)
+    select = group_select(groups, store.columns)
     select += [f"count({quote_ident('labels')}) AS {quote_ident('texts')}",
                f"count(*) - count({quote_ident('labels')}) AS {quote_ident('skipped')}"]
     select += [f"{_label_aggregate(label, request.metric, params)} AS {quote_ident(label)}" for label in labels]
     select += _share_aggregates(request.metric)
     where = parse_where(request.where, list(store.columns), params)
+    in_domain = _in_domain(request.in_domain_only, model_coverage, params)
     inner = (f"SELECT {', '.join(select)} FROM {quote_ident(store.table)} "
-             f"{_where_clause(_run_filter(group, params), where.sql if where else None)}"
+             f"{where_clause(run_filter(group, params), where.sql if where else None, in_domain)}"
              + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))}" if groups else "")
              + (f" HAVING count({quote_ident('labels')}) >= {params.add(int(request.min_count))}"
                 if request.min_count else ""))
@@ -136,6 +130,12 @@ def summary_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], 
     order = _summary_order(groups, sort)
     sql = f"SELECT {', '.join(outer_columns)} FROM ({inner}) AS per_group" + (f" ORDER BY {order}" if order else "")
     return Query(sql, params.values)
+
+
+def _in_domain(in_domain_only: bool, model_coverage: ModelCoverage | None, params: Params) -> str | None:
+    if not in_domain_only or model_coverage is None:
+        return None
+    return model_coverage.in_domain_condition(params)
 
 
 def _check_label_names(labels: Sequence[str], taken: Sequence[str]) -> None:
@@ -176,15 +176,53 @@ def summarize(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
         groups = parse_group_bys(request.by, store.columns)
         run_groups = select_run_groups(store, request.runs)
         _check_sort(request.sort, run_groups)
+        covered = _coverage_for(store, request, run_groups)
         frames = [_execute(store, summary_query(store, run_group, groups, request,
-                                                 _sort_for(request.sort, run_group)))
+                                                 _sort_for(request.sort, run_group), covered.for_model(run_group.run_ids)))
                   for run_group in run_groups]
     kind = {"prevalence": "share", "mean": "score", "count": "count"}[request.metric]
     frame = _stack(frames, run_groups, [g.alias for g in groups], kind=kind,
                    title=f"{request.metric} by {', '.join(request.by) or 'all rows'} in {table}",
                    fixed_before=STAT_COLUMNS, fixed_after=("dominant",) + SHARE_COLUMNS)
     time_column = next((g.alias for g in groups if g.bucket), None)
-    return dataclasses.replace(frame, time_column=time_column)
+    frame = _mark_outside(frame, run_groups, covered, [g.alias for g in groups], request.in_domain_only)
+    return dataclasses.replace(frame, time_column=time_column, **_coverage_notes(frame, covered, request.in_domain_only))
+
+
+def _coverage_for(store: OpenTable, request, run_groups: Sequence[RunGroup]) -> Coverage:
+    covered = coverage_of(store, request, run_groups)
+    if request.in_domain_only and not any(model.known for model in covered.models):
+        model = covered.models[0]
+        why = ("the rows carry no language (tag with --detect-language or --language-col)"
+               if model.language_column is None else f"{model.model}'s training languages are unknown")
+        raise InputError(f"--in-domain-only: {why}")
+    return covered
+
+
+def _coverage_notes(frame: Frame, covered: Coverage, in_domain_only: bool) -> dict:
+    """Warnings name what lies outside the models' languages; with --in-domain-only, a note says what was dropped."""
+    if not in_domain_only:
+        return {"warnings": frame.warnings + covered.messages}
+    notes = tuple(f"--in-domain-only: {model.model}: kept rows in {', '.join(model.model_languages)}, dropped "
+                  f"{model.rows_outside:,} rows outside and {sum(g.unknown for g in model.groups):,} of unknown language"
+                  for model in covered.models if model.known)
+    return {"notes": frame.notes + notes}
+
+
+def _mark_outside(frame: Frame, run_groups: Sequence[RunGroup], covered: Coverage, group_aliases: Sequence[str],
+                  in_domain_only: bool) -> Frame:
+    """Add `outside_model` (share of the group's rows in languages outside the model's) where it is known."""
+    if in_domain_only or not any(model.known for model in covered.models):
+        return frame
+    several = MODEL_COLUMN in frame.group_columns
+    shares = {(group.name if several else None): (covered.for_model(group.run_ids).share_by_key()
+                                                  if covered.for_model(group.run_ids).known else {})
+              for group in run_groups}
+    key_at = [frame.columns.index(alias) for alias in group_aliases]
+    model_at = frame.columns.index(MODEL_COLUMN) if several else None
+    rows = [row + (shares[row[model_at] if several else None].get(tuple(row[i] for i in key_at)),)
+            for row in frame.rows]
+    return dataclasses.replace(frame, columns=frame.columns + (OUTSIDE_COLUMN,), rows=rows)
 
 
 def _execute(store: OpenTable, query: Query) -> tuple[tuple[str, ...], list[tuple]]:
@@ -224,12 +262,14 @@ class CooccurRequest:
     where: str | None = None
     min_count: int = 0
     runs: tuple[str, ...] = ()
+    in_domain_only: bool = False
 
 
 COOCCUR_COLUMNS = ("label_a", "label_b", "count", "lift", "count_a", "count_b", "texts")
 
 
-def cooccur_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: CooccurRequest) -> Query:
+def cooccur_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], request: CooccurRequest,
+                  model_coverage: ModelCoverage | None = None) -> Query:
     """Per group: texts, per label how many texts carry it, per label pair how many carry both, and the
     lift P(a,b) / (P(a) P(b)) = n_ab * n / (n_a * n_b), all in SQL over the predicted `labels` lists."""
     params = Params()
@@ -237,11 +277,12 @@ def cooccur_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], 
     flags = {label: quote_ident(f"has:{label}") for label in labels}
     where = parse_where(request.where, list(store.columns), params)
     # the membership flags are computed once per row, then counted alone and in pairs
-    flagged = (f"SELECT {', '.join(_group_select(groups, store.columns))}{', ' if groups else ''}"
+    flagged = (f"SELECT {', '.join(group_select(groups, store.columns))}{', ' if groups else ''}"
                + ", ".join(f"{_has_label(params.add(label))} AS {flags[label]}" for label in labels)
                + f" FROM {quote_ident(store.table)} "
-               + _where_clause(_run_filter(group, params), quote_ident("labels") + " IS NOT NULL",
-                               where.sql if where else None))
+               + where_clause(run_filter(group, params), quote_ident("labels") + " IS NOT NULL",
+                              where.sql if where else None,
+                              _in_domain(request.in_domain_only, model_coverage, params)))
     select = [quote_ident(g.alias) for g in groups] + [f"count(*) AS {quote_ident('texts')}"]
     select += [f"count(*) FILTER ({flags[label]}) AS {quote_ident('n:' + label)}" for label in labels]
     pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
@@ -270,7 +311,10 @@ def cooccurrence(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
     with open_table(db, table) as store:
         groups = parse_group_bys(request.by, store.columns)
         run_groups = select_run_groups(store, request.runs)
-        results = [(group, _execute(store, cooccur_query(store, group, groups, request))) for group in run_groups]
+        covered = _coverage_for(store, request, run_groups)
+        results = [(group, _execute(store, cooccur_query(store, group, groups, request,
+                                                         covered.for_model(group.run_ids))))
+                   for group in run_groups]
     several = len(run_groups) > 1
     group_columns = ([MODEL_COLUMN] if several else []) + [g.alias for g in groups]
     rows = []
@@ -282,9 +326,10 @@ def cooccurrence(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
                 for b in run_group.labels:
                     rows.append(tuple(keys) + (a, b, values[f"c:{a}:{b}"], values[f"l:{a}:{b}"],
                                                values["n:" + a], values["n:" + b], values["texts"]))
-    return Frame(columns=tuple(group_columns) + COOCCUR_COLUMNS, rows=rows, group_columns=tuple(group_columns),
-                 value_columns=("count", "lift"), value_kind="lift",
-                 title=f"label co-occurrence in {table}" + (f" by {', '.join(request.by)}" if request.by else ""))
+    frame = Frame(columns=tuple(group_columns) + COOCCUR_COLUMNS, rows=rows, group_columns=tuple(group_columns),
+                  value_columns=("count", "lift"), value_kind="lift",
+                  title=f"label co-occurrence in {table}" + (f" by {', '.join(request.by)}" if request.by else ""))
+    return dataclasses.replace(frame, **_coverage_notes(frame, covered, request.in_domain_only))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,7 +362,7 @@ def examples_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy],
     partition = f"PARTITION BY {', '.join(g.sql(store.columns) for g in groups)} " if groups else ""
     tie_break = f", {quote_ident('id')}" if "id" in store.columns else ""
     id_select = [f"{quote_ident('id')} AS {quote_ident('id')}"] if "id" in store.columns else []
-    select = _group_select(groups, store.columns) + [
+    select = group_select(groups, store.columns) + [
         f"row_number() OVER ({partition}ORDER BY {score} DESC{tie_break}) AS {quote_ident('rank')}",
         *id_select,
         f"{score} AS {quote_ident('score')}",
@@ -326,7 +371,7 @@ def examples_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy],
     ]
     where = parse_where(request.where, list(store.columns), params)
     inner = (f"SELECT {', '.join(select)} FROM {quote_ident(store.table)} "
-             f"{_where_clause(_run_filter(group, params), f'{score} IS NOT NULL', where.sql if where else None)}")
+             f"{where_clause(run_filter(group, params), f'{score} IS NOT NULL', where.sql if where else None)}")
     order = ", ".join(_group_order(groups) + [quote_ident("rank")])
     sql = (f"SELECT * FROM ({inner}) AS ranked WHERE {quote_ident('rank')} <= {params.add(int(request.k))} "
            f"ORDER BY {order}")

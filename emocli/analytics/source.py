@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from emocli.analytics.sql import listing
+from emocli.analytics.groups import GroupBy
+from emocli.analytics.sql import Params, listing
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError, StoreError
 from emocli.store.connect import open_read_only
+from emocli.store.core import quote
 from emocli.store.runs import RUNS_TABLE, RunRecord, read_runs
 
 if TYPE_CHECKING:
@@ -133,3 +135,12 @@ def groups_with_label(groups: Sequence[RunGroup], label: str) -> list[RunGroup]:
         known = sorted({name for group in groups for name in group.labels})
         raise InputError(f"unknown label {label!r}; the selected runs' labels: {listing(known)}")
     return chosen
+
+
+def run_filter(group: RunGroup, params: Params) -> str:
+    """The SQL condition selecting a run group's rows."""
+    return f"{quote('run_id')} IN ({', '.join(params.add(run_id) for run_id in group.run_ids)})"
+
+
+def group_select(groups: Sequence[GroupBy], columns: dict[str, str]) -> list[str]:
+    return [f"{group.sql(columns)} AS {quote(group.alias)}" for group in groups]

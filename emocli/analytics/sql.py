@@ -44,3 +44,16 @@ class Params:
 class Query:
     sql: str
     params: dict[str, Any]
+
+
+def where_clause(*conditions: str | None) -> str:
+    """`WHERE a AND b` over the conditions given (None and empty ones skipped); empty when none is left."""
+    kept = [condition for condition in conditions if condition]
+    return "WHERE " + " AND ".join(kept) if kept else ""
+
+
+def in_list(column_sql: str, values: Sequence[Any], params: Params) -> str:
+    """`column IN ($p..)` with bound values; FALSE for no values (SQL has no empty IN list)."""
+    if not values:
+        return "FALSE"
+    return f"{column_sql} IN ({', '.join(params.add(value) for value in values)})"

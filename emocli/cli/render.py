@@ -212,10 +212,17 @@ def print_table(console: Console, table: Table) -> None:
 _TEXT_WRITERS = {"csv": write_csv, "json": write_json, "markdown": write_markdown, "table": write_table_text}
 
 
-def emit(frame: Frame, fmt: str, out: Path | None, console: Console, err_console: Console) -> None:
-    """The frame in the chosen format on stdout (a coloured table on a terminal) or in --out."""
+def print_notes(frame: Frame, err_console: Console) -> None:
+    """Warnings (figures the tool cannot stand behind) in yellow, then notes, on stderr."""
+    for warning in frame.warnings:
+        err_console.print(Text("warning: " + warning, style="yellow"), soft_wrap=True)
     for note in frame.notes:
         err_console.print(Text(note, style="dim"))
+
+
+def emit(frame: Frame, fmt: str, out: Path | None, console: Console, err_console: Console) -> None:
+    """The frame in the chosen format on stdout (a coloured table on a terminal) or in --out."""
+    print_notes(frame, err_console)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":

@@ -14,7 +14,7 @@ from typing import Any
 from emocli.errors import EmocliError, ModelNotFoundError
 from emocli.hub.pull import (ResolvedModel, dir_size, looks_like_repo_id, pull_record, read_pull_lock, resolve_model,
                   split_repo_ref, weights_format)
-from emocli.model.info import META_FILE, read_model_info
+from emocli.model.info import META_FILE, model_languages, read_model_info
 from emocli.hub.registry import ModelSpec, Registry
 
 AVAILABILITY = {"local": "local", "packaged": "packaged", "cache": "cached", "pulled": "cached"}
@@ -164,10 +164,19 @@ def describe(ref: str, registry: Registry) -> dict[str, Any]:
         "name": spec.name, "repo": spec.repo, "revision": spec.revision, "commit": entry.commit,
         "pulled_at": record.get("pulled_at") if record else None,
         "role": entry.role, "task": info.task if info else spec.task, "labels": labels, "thresholds": thresholds,
-        "max_length": info.max_length if info else spec.max_length, "languages": list(spec.languages),
+        "max_length": info.max_length if info else spec.max_length,
+        "languages": list(model_languages(info, spec) or ()), "languages_source": _languages_source(info, spec),
         "license": spec.license, "description": spec.description, "registry_file": spec.source,
         "availability": entry.availability, "path": str(path) if path else None,
         "size_bytes": dir_size(path) if path else None, "weights": weights_format(path) if path else None,
         "architecture": architecture, "loader": loader_for(architecture) if architecture else None,
         "default": entry.default, "default_base": entry.default_base,
     }
+
+
+def _languages_source(info, spec) -> str | None:
+    if info is not None and info.languages is not None:
+        return "training data (emocli.json)"
+    if model_languages(None, spec) is not None:
+        return "registry"
+    return "multilingual (not listed)" if spec.languages else None

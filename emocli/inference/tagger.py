@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 RESERVED_COLUMNS = ("id", "labels", "n_tokens", "truncated", "run_id")
 STORED_TEXT_COLUMN = "text"
+LANGUAGE_COLUMNS = ("language", "lang")  # looked for, in this order, when no --language-col is given
+DETECTED_COLUMNS = ("language", "language_score")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class TagConfig:
     keep_text: bool = False
     limit: int | None = None  # rows of the run in total (a re-run with a larger limit continues)
     overwrite: bool = False
+    # None: detect when the inputs have no language column and the detector is installed; True: always (the
+    # input's own `language` column is then kept as `input_language`); False: never
+    detect_language: bool | None = None
+    language_col: str | None = None  # the input column naming each row's language (default: language, lang)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
@@ -101,11 +107,57 @@ class Window:
     plan: FilePlan
     first_row: int
     batch: "pa.RecordBatch | None"  # None: the end-of-file marker
+    detected: "tuple[pa.Array, pa.Array] | None" = None  # (language, language_score), set on the tokenizer thread
 
 
-def plan_files(sources: list[InputFile], config: TagConfig, labels: tuple[str, ...]) -> tuple[list[FilePlan], list[str]]:
+@dataclass(frozen=True)
+class LanguagePlan:
+    """Where each row's language comes from: an input column, the detector, or nowhere."""
+
+    source: str | None  # 'column:NAME' | 'detected' | None
+    column: str | None = None
+    note: str | None = None
+
+    @property
+    def detect(self) -> bool:
+        return self.source == "detected"
+
+
+def plan_language(sources: list[InputFile], config: TagConfig) -> LanguagePlan:
+    """A user's --language-col must exist everywhere; otherwise a language/lang column present in every file is
+    the rows' language, and only without one does `tag` detect (when the detector is installed)."""
+    if config.language_col is not None:
+        for source in sources:
+            if config.language_col not in source.columns:
+                raise InputError(f"{source.path}: --language-col {config.language_col!r}: no such column "
+                                 f"(columns: {', '.join(source.columns)})")
+        if config.detect_language:
+            raise InputError("--language-col and --detect-language exclude each other: pick one")
+        return LanguagePlan(f"column:{config.language_col}", config.language_col)
+    column = next((c for c in LANGUAGE_COLUMNS if all(c in source.columns for source in sources)), None)
+    if config.detect_language is False or (config.detect_language is None and column is not None):
+        return LanguagePlan(f"column:{column}" if column else None, column)
+    if config.detect_language is None and not detector_installed():
+        return LanguagePlan(None, note="no language column and no language detector installed: rows carry no "
+                                       'language (pip install "emocli[langid]", or --language-col NAME)')
+    if not detector_installed():
+        from emocli.errors import ConfigError
+        from emocli.inference.langid import EXTRA_HINT
+
+        raise ConfigError("--detect-language needs the language detector (pycld2)", hint=EXTRA_HINT)
+    return LanguagePlan("detected")
+
+
+def detector_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("pycld2") is not None
+
+
+def plan_files(sources: list[InputFile], config: TagConfig, labels: tuple[str, ...],
+               language: LanguagePlan = LanguagePlan(None)) -> tuple[list[FilePlan], list[str]]:
     """Check every file has the columns asked for; name the table columns (renaming clashes with ours)."""
-    reserved = {c.lower() for c in (*RESERVED_COLUMNS, *labels)}
+    reserved = {c.lower() for c in (*RESERVED_COLUMNS, *labels, *(DETECTED_COLUMNS if language.detect else ()))}
     keep_text = config.keep_text or (config.keep is not None and config.text_col in config.keep)
     if keep_text:
         reserved.add(STORED_TEXT_COLUMN)
@@ -125,6 +177,8 @@ def plan_files(sources: list[InputFile], config: TagConfig, labels: tuple[str, .
                 raise InputError(f"{source.path}: --keep {missing[0]!r}: no such column "
                                  f"(columns: {', '.join(source.columns)})")
             wanted = [c for c in config.keep if c not in (config.text_col, id_col)]
+            if language.column is not None and language.column not in wanted:
+                wanted.append(language.column)  # the summaries' coverage needs the rows' language
         kept = []
         for column in wanted:
             name = column
@@ -170,7 +224,8 @@ def model_fingerprint(resolved: "ResolvedModel") -> str:
     return "dir:" + digest.hexdigest()[:16]
 
 
-def run_fingerprint(config: TagConfig, plans: list[FilePlan], model_id: str, info: "ModelInfo") -> str:
+def run_fingerprint(config: TagConfig, plans: list[FilePlan], model_id: str, info: "ModelInfo",
+                    language: LanguagePlan = LanguagePlan(None)) -> str:
     identity = {
         "table": config.table,
         "model": model_id,
@@ -181,6 +236,8 @@ def run_fingerprint(config: TagConfig, plans: list[FilePlan], model_id: str, inf
         "max_length": config.engine.max_length or info.max_length,
         "quantize": config.engine.quantize,
     }
+    if language.detect:  # only then: runs before language detection keep their identity
+        identity["detect_language"] = True
     return "run-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -211,6 +268,9 @@ def assemble_rows(window: Window, scores: "pa.RecordBatch", run_id: str) -> "pa.
     for column, name in plan.kept:
         arrays.append(_normalize(batch.column(column)))
         names.append(name)
+    if window.detected is not None:
+        arrays += list(window.detected)
+        names += list(DETECTED_COLUMNS)
     arrays += list(scores.columns)
     names += scores.schema.names
     arrays.append(pa.repeat(pa.scalar(run_id, pa.string()), n))
@@ -252,6 +312,18 @@ def _texts_of(window: Window):
     return texts
 
 
+def _detecting_texts_of(detector):
+    """`_texts_of` that also detects the window's languages: it runs on the engine's tokenizer thread, so the
+    detection overlaps the model's forward passes instead of costing a second pass."""
+    def texts_of(window: Window):
+        texts = _texts_of(window)
+        if texts is not None:
+            window.detected = detector.detect_arrow(texts)
+        return texts
+
+    return texts_of
+
+
 def _remaining_rows(plans: list[FilePlan], progress: dict[str, FileProgress], budget: int | None) -> int | None:
     if any(p.source.num_rows is None for p in plans if not progress[p.source.key].done):
         return budget
@@ -263,6 +335,7 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     """Score every row of the inputs into config.table of config.db; resume the same run if it exists."""
     from emocli.hub.pull import resolve_model
     from emocli.model.io import read_model_info
+    from emocli.model.info import model_languages
 
     progress = chosen(progress)
     check_table_name(config.table)
@@ -271,21 +344,27 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     sources = describe_inputs(expand_inputs(list(config.inputs)))
     resolved = resolve_model(config.model)
     info = read_model_info(resolved.path, resolved.spec)
-    plans, notes = plan_files(sources, config, info.labels)
+    language = plan_language(sources, config)
+    plans, notes = plan_files(sources, config, info.labels, language)
+    notes += [language.note] if language.note else []
     model_id = model_fingerprint(resolved)
-    run_id = run_fingerprint(config, plans, model_id, info)
+    run_id = run_fingerprint(config, plans, model_id, info, language)
     with Store(config.db) as store:
         if config.overwrite:
             store.drop_table(config.table)
+        elif language.detect and config.detect_language is None:
+            run_id, language = _resume_undetected(store, run_id, language,
+                                                  run_fingerprint(config, plans, model_id, info), notes)
         run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
-                        info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
+                        info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col,
+                        model_languages=model_languages(info, resolved.spec), language_source=language.source)
         state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
         already = sum(s.rows_done for s in state.values())
         budget = None if config.limit is None else max(config.limit - already, 0)
         summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
                              notes=notes)
         try:
-            _tag_rows(store, config, plans, state, budget, resolved, summary, progress)
+            _tag_rows(store, config, plans, state, budget, resolved, summary, progress, language)
         except KeyboardInterrupt:
             _mark_run(store, run_id, "interrupted")
             raise
@@ -301,6 +380,16 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     return summary
 
 
+def _resume_undetected(store: Store, run_id: str, language: LanguagePlan, legacy_id: str,
+                       notes: list[str]) -> tuple[str, LanguagePlan]:
+    """A run started before tag detected languages by default resumes as it began (no new run, no duplicates)."""
+    if store.run_status(run_id) is None and store.run_status(legacy_id) is not None:
+        notes.append(f"run {legacy_id} was started without language detection: it continues without "
+                     "(--overwrite --detect-language to add it)")
+        return legacy_id, LanguagePlan(None)
+    return run_id, language
+
+
 def _mark_run(store: Store, run_id: str, status: str) -> None:
     """Record why a run stopped, without letting a second failure hide the first."""
     try:
@@ -310,10 +399,12 @@ def _mark_run(store: Store, run_id: str, status: str) -> None:
 
 
 def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress],
-              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress) -> None:
+              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress,
+              language: LanguagePlan = LanguagePlan(None)) -> None:
     if all(s.done for s in state.values()) or budget == 0:
         return  # nothing left: do not even load the model
     from emocli.inference.engine import load_scorer, score_windows
+    from emocli.inference.langid import LanguageDetector
     from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
@@ -324,7 +415,8 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     progress.start("tagging", _remaining_rows(plans, state, budget), "rows")
     started = time.perf_counter()
     windows = iter_windows(plans, state, scorer.window_rows, budget)
-    for window, scored in score_windows(windows, _texts_of, scorer,
+    texts_of = _detecting_texts_of(LanguageDetector()) if language.detect else _texts_of
+    for window, scored in score_windows(windows, texts_of, scorer,
                                          on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens)):
         key = window.plan.source.key
         if scored is None:

@@ -37,6 +37,24 @@ class ModelInfo:
     def threshold_map(self) -> dict[str, float]:
         return dict(zip(self.labels, self.thresholds))
 
+    @property
+    def languages(self) -> tuple[str, ...] | None:
+        """The training languages as ISO 639-3 codes (emocli.json `languages`, else its data record); None: unknown."""
+        from emocli.languages import normalize_languages
+
+        if self.extra.get("languages") is not None:
+            return normalize_languages(self.extra["languages"])
+        return normalize_languages((self.extra.get("data") or {}).get("languages"))
+
+
+def model_languages(info: "ModelInfo | None", spec: Any = None) -> tuple[str, ...] | None:
+    """What a model was trained on: its own emocli.json first, then the registry entry; None when neither says."""
+    from emocli.languages import normalize_languages
+
+    if info is not None and info.languages is not None:
+        return info.languages
+    return normalize_languages(spec.languages) if spec is not None and spec.languages else None
+
 
 @dataclass
 class EmotionModel:

@@ -36,7 +36,8 @@ _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYI
                   "UBIGINT"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _NEW_RUN_COLUMNS = ("run_id, table_name, model, repo, \"commit\", labels, thresholds, task, inputs, text_col, "
-                    "started_at, finished_at, rows_written, rows_skipped, rows_truncated, status, emocli_version")
+                    "started_at, finished_at, rows_written, rows_skipped, rows_truncated, status, emocli_version, "
+                    "model_languages, language_source")
 
 
 def check_table_name(name: str) -> str:
@@ -150,9 +151,10 @@ class Store:
             if self.run_status(run.run_id) is None:
                 _sql(
                     con, f"INSERT INTO {RUNS_TABLE} ({_NEW_RUN_COLUMNS}) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 'running', ?)",
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 'running', ?, ?, ?)",
                     [run.run_id, run.table_name, run.model, run.repo, run.commit, list(run.labels),
-                     list(run.thresholds), run.task, list(run.inputs), run.text_col, datetime.now(), __version__],
+                     list(run.thresholds), run.task, list(run.inputs), run.text_col, datetime.now(), __version__,
+                     list(run.model_languages) if run.model_languages is not None else None, run.language_source],
                 )
             else:
                 _sql(con, f"UPDATE {RUNS_TABLE} SET status = 'running', finished_at = NULL WHERE run_id = ?",

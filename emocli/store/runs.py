@@ -58,6 +58,10 @@ class RunRecord:
     rows_skipped: int | None = None
     rows_truncated: int | None = None
     emocli_version: str | None = None  # absent from stores before schema 2
+    # absent from stores before schema 3: the model's training languages (ISO 639-3; None = unknown) and where
+    # the rows' language comes from ('column:NAME', 'detected', or None: no language per row)
+    model_languages: tuple[str, ...] | None = None
+    language_source: str | None = None
 
     @property
     def model_key(self) -> tuple:
@@ -71,6 +75,8 @@ class RunRecord:
         values = {name: value for name, value in row.items() if name in known}
         for name in _TUPLE_FIELDS:
             values[name] = tuple(values.get(name) or ())
+        if values.get("model_languages") is not None:
+            values["model_languages"] = tuple(values["model_languages"])
         values["model"] = values.get("model") or "?"
         for name in ("table_name", "repo", "commit", "task", "text_col"):
             values.setdefault(name, None)

@@ -58,6 +58,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "meta, runs and progress checkpoint tables", (META_DDL, RUNS_DDL, PROGRESS_DDL)),
     Migration(2, "runs.emocli_version: the emocli version that started the run",
               (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS emocli_version VARCHAR",)),
+    Migration(3, "runs.model_languages (ISO 639-3, NULL = unknown) and runs.language_source: model coverage",
+              (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS model_languages VARCHAR[]",
+               f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS language_source VARCHAR")),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

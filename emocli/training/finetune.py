@@ -431,6 +431,7 @@ def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResu
 
     The loop reports to `progress` (default: emocli.progress.current()); none with config.progress False.
     """
+    from emocli.languages import normalize_languages
     from emocli.model.io import ModelInfo, save_model
 
     progress = chosen(progress) if config.progress else NullProgress()
@@ -453,6 +454,7 @@ def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResu
         labels=train.labels, thresholds=tuple(round(float(t), 4) for t in thresholds), task="multi_label",
         max_length=config.max_length,
         extra={
+            "languages": normalize_languages(train.language_set),  # ISO 639-3; None: the data names none
             "base_model": base, "loss": asdict(config.loss), "sampler": config.sampler,
             "threshold_config": asdict(config.thresholds), "threshold_source": source,
             "training": _config_record(config), "best_epoch": fit.best_epoch,
@@ -485,7 +487,7 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
 
     spec = ModelSpec(name=name, path=str(Path(out_dir).resolve()), task=info.task, role="emotion",
                      labels=info.labels, thresholds=info.threshold_map(), max_length=info.max_length,
-                     description=f"fine-tuned from {base_name} by emocli finetune")
+                     languages=info.languages or (), description=f"fine-tuned from {base_name} by emocli finetune")
     return register_model(spec, set_default=True)
 
 

@@ -18,6 +18,14 @@ WHERE_HELP = ("Filter rows, e.g. \"language = 'eng' AND anger > 0.5\": compariso
 FORMAT_HELP = "table (coloured, default on stdout), csv, json, markdown or parquet (needs --out). Default from --out."
 
 
+IN_DOMAIN_HELP = ("Keep only rows in the model's training languages (runs.model_languages; rows of undetermined "
+                  "language are dropped too).")
+
+
+def _in_domain_option():
+    return typer.Option(False, "--in-domain-only", help=IN_DOMAIN_HELP)
+
+
 def _run_option():
     return typer.Option(None, "--run", help=RUN_HELP)
 
@@ -53,6 +61,7 @@ def summarize(
                                     "or count (texts predicted with it)."),
     min_count: int = typer.Option(0, "--min-count", help="Drop groups with fewer scored texts."),
     sort: Optional[str] = typer.Option(None, "--sort", help="Order groups by this label (highest first)."),
+    in_domain_only: bool = _in_domain_option(),
     fmt: Optional[str] = _format_option(),
     out: Optional[Path] = _out_option(),
     plot: Optional[Path] = _plot_option("Write a heatmap (groups x emotions), or a line chart per emotion "
@@ -66,7 +75,8 @@ def summarize(
     output_format = resolve_format(fmt, out)
     _check_plot(plot)
     frame = run_summary(db, table, SummaryRequest(by=tuple(by or ()), where=where, metric=metric.lower(),
-                                                  min_count=min_count, sort=sort, runs=tuple(run or ())))
+                                                  min_count=min_count, sort=sort, runs=tuple(run or ()),
+                                                  in_domain_only=in_domain_only))
     emit(frame, output_format, out, out_console, err_console)
     if plot is not None:
         from emocli.analytics.plots import summary_plot
@@ -81,6 +91,7 @@ def cooccur(
     run: Optional[List[str]] = _run_option(),
     where: Optional[str] = _where_option(),
     min_count: int = typer.Option(0, "--min-count", help="Drop groups with fewer scored texts."),
+    in_domain_only: bool = _in_domain_option(),
     fmt: Optional[str] = _format_option(),
     out: Optional[Path] = _out_option(),
     plot: Optional[Path] = _plot_option("Write a lift heatmap (label x label, counts written in) per group."),
@@ -88,13 +99,14 @@ def cooccur(
     """Which emotions come together: for each pair of predicted labels, the number of texts with both and
     the lift P(a,b) / (P(a) P(b)) (above 1: more often together than by chance)."""
     from emocli.analytics.queries import CooccurRequest, cooccurrence
-    from emocli.cli.render import cooccur_tables, emit, print_table, resolve_format
+    from emocli.cli.render import cooccur_tables, emit, print_notes, print_table, resolve_format
 
     output_format = resolve_format(fmt, out)
     _check_plot(plot)
     frame = cooccurrence(db, table, CooccurRequest(by=tuple(by or ()), where=where, min_count=min_count,
-                                                   runs=tuple(run or ())))
+                                                   runs=tuple(run or ()), in_domain_only=in_domain_only))
     if output_format == "table" and out is None:
+        print_notes(frame, err_console)
         if not frame.rows:
             err_console.print("[yellow]no rows[/] (check --where, --run and --min-count)")
         for rich_table in cooccur_tables(frame):

@@ -198,7 +198,7 @@ def _print_details(d: dict[str, Any]) -> None:
         ("max length", str(d["max_length"] or "-")),
         ("labels", _labels_text(d)),
         ("loader", d["loader"] or "unknown until pulled"),
-        ("languages", ", ".join(d["languages"]) or "-"),
+        ("languages", _languages_text(d)),
         ("license", d["license"] or "-"),
         ("description", d["description"] or "-"),
         ("registry file", d["registry_file"]),
@@ -206,6 +206,12 @@ def _print_details(d: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, value)
     out_console.print(table, soft_wrap=False)
+
+
+def _languages_text(d: dict[str, Any]) -> str:
+    if not d["languages"]:
+        return d.get("languages_source") or "unknown"
+    return f"{', '.join(d['languages'])}  (ISO 639-3, from {d['languages_source']})"
 
 
 def _labels_text(d: dict[str, Any]) -> str:

@@ -47,6 +47,13 @@ def tag_command(
     window_rows: Optional[int] = typer.Option(None, "--window-rows", min=1,
                                               help="Rows sorted by length and committed together "
                                                    "(default: 4096 on CPU, 65536 on GPU)."),
+    detect_language: Optional[bool] = typer.Option(
+        None, "--detect-language/--no-detect-language",
+        help="Store each row's detected language (ISO 639-3, `und` when unsure) and `language_score` "
+             "(default: when the input has no language/lang column)."),
+    language_col: Optional[str] = typer.Option(None, "--language-col",
+                                               help="Input column naming each row's language (default: language "
+                                                    "or lang if present); kept as is."),
     resume: bool = typer.Option(True, "--resume/--overwrite",
                                 help="Continue the same run after a crash, or drop the table and start afresh."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Tag at most this many rows (of the run)."),
@@ -63,6 +70,7 @@ def tag_command(
     config = TagConfig(
         inputs=tuple(inputs), model=model, db=db, table=table, text_col=text_col, id_col=id_col,
         keep=_split_keep(keep), keep_text=keep_text, limit=limit, overwrite=not resume,
+        detect_language=detect_language, language_col=language_col,
         engine=EngineConfig(device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
                             window_rows=window_rows, quantize=quantize, threads=threads),
     )
