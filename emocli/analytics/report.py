@@ -295,23 +295,23 @@ def build_report(db: str | Path = DEFAULT_DB, table: str = DEFAULT_TABLE,
     _check_request(request)
     found = _inspect(db, table, request)  # bad input fails here, before any progress is shown
     runs = tuple(found.run_group.run_ids) if request.runs else ()
-    overall = summarize(db, table, SummaryRequest(where=request.where, runs=runs)).records()[0]
+    summary = summarize(db, table, SummaryRequest(by=(found.by,) if found.by else (), where=request.where,
+                                                  runs=runs))
+    overall = {name: sum(summary.column(name)) for name in ("texts", "skipped")}  # the groups partition the rows
     if overall["texts"] + overall["skipped"] == 0:
         raise InputError(f"table {table!r} in {db} has no rows" + (" matching --where" if request.where else "")
                          + ": nothing to report")
     progress = chosen(progress)
-    progress.start("report", total=4, unit="sections")
+    progress.start("report", total=3, unit="sections")
     try:
-        return _build(db, table, request, found, runs, overall, progress)
+        return _build(db, table, request, found, runs, summary, overall, progress)
     finally:
         progress.finish()
 
 
 def _build(db: str | Path, table: str, request: ReportRequest, found: _Table, runs: tuple[str, ...],
-           overall: dict[str, Any], progress: Progress) -> ReportData:
+           summary: Frame, overall: dict[str, Any], progress: Progress) -> ReportData:
     by, labels, run_group = found.by, found.labels, found.run_group
-    summary = summarize(db, table, SummaryRequest(by=(by,) if by else (), where=request.where, runs=runs))
-    progress.advance(1)
     first, last, truncated = found.extent
     trend, trend_note = _trend(db, table, request, runs, found.time_column, found.bucket, first, last)
     progress.advance(1)

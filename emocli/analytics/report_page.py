@@ -11,9 +11,12 @@ import datetime as dt
 import functools
 import html
 import json
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
 from emocli.analytics.report import GroupRow, ReportData, jaccard
+from emocli.config import user_config_dir
 from emocli.errors import ConfigError
 
 INSTALL_HINT = 'pip install "emocli[report]"'
@@ -34,13 +37,34 @@ def _altair():
 
 @functools.lru_cache(maxsize=1)
 def javascript_bundle() -> str:
-    """vega, vega-lite and vega-embed as one script, for the Vega-Lite version this altair writes."""
+    """vega, vega-lite and vega-embed as one script, for the Vega-Lite version this altair writes.
+
+    vl-convert bundles it on each call (about a second), so the result is kept in the user's emocli
+    directory, one file per vl-convert and Vega-Lite version."""
     _altair()
+    from importlib.metadata import version
+
     import vl_convert
     from altair.utils._importers import vl_version_for_vl_convert
 
-    bundle = vl_convert.javascript_bundle(vl_version=vl_version_for_vl_convert())
-    return bundle.replace("</script", "<\\/script")
+    vl_version = vl_version_for_vl_convert()
+    cached = user_config_dir() / "cache" / f"vega-bundle-{version('vl-convert-python')}-{vl_version}.js"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8")
+    bundle = vl_convert.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
+    _write_quietly(cached, bundle)
+    return bundle
+
+
+def _write_quietly(path: Path, text: str) -> None:
+    """A cache write that never fails the report (a read-only home just means no cache)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except OSError:
+        pass
 
 
 def script_json(value: Any) -> str:
