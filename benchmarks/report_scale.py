@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, library_versions
-from benchmarks.summarize_scale import build_store, machine, stats
+from benchmarks.common import RESULTS, library_versions
+from benchmarks.summarize_scale import build_store, machine, stats, timed_process
 
 
 def add_texts(path: Path) -> None:
@@ -57,15 +55,8 @@ def time_summarize(path: Path) -> tuple[float, float]:
 
 
 def time_cli(path: Path, out: Path) -> tuple[float, float]:
-    command = [sys.executable, "-m", "emocli.cli", "report", "--db", str(path), "--out", str(out), "--quiet"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"report failed: {result.stderr}")
-    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return timed_process([sys.executable, "-m", "emocli.cli", "report", "--db", str(path), "--out", str(out),
+                          "--quiet"])
 
 
 def main() -> None:
