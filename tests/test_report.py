@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import duckdb
-import polars as pl
 import pytest
 
 from emocli.analytics.queries import CooccurRequest, ExamplesRequest, cooccurrence, examples
