@@ -38,6 +38,9 @@ def report_page(tmp_path_factory):
         con.execute("UPDATE scores SET text = $t WHERE id = (SELECT id FROM scores WHERE anger IS NOT NULL "
                     "ORDER BY anger DESC, id LIMIT 1)", {"t": XSS})
         con.execute("UPDATE scores SET language = $t WHERE id < 8", {"t": XSS.replace("1", "2")})
+        # a pair never predicted together: lift 0 must still draw
+        con.execute("UPDATE scores SET labels = list_filter(labels, lambda x: x <> 'fear') "
+                    "WHERE list_contains(labels, 'anger')")
     runner = CliRunner()
     out = folder / "report.html"
     result = runner.invoke(app, ["report", "--db", str(db), "--out", str(out), "--quiet"], catch_exceptions=False)

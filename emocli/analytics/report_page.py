@@ -155,7 +155,8 @@ def cooccur_spec(data: ReportData) -> dict:
     alt = _altair()
     labels = list(data.corpus.labels)
     measure = data.cooccur_measure
-    scale = (alt.Scale(type="log", scheme="redblue", reverse=True, domainMid=1) if measure == "lift"
+    # linear around 1: a pair never seen together has lift 0, which a log scale cannot draw
+    scale = (alt.Scale(scheme="redblue", reverse=True, domainMid=1) if measure == "lift"
              else alt.Scale(scheme="purples", domainMin=0))
     base = alt.Chart(_inline("cooccur", cooccur_values(data))).encode(
         x=alt.X("label_a:N", sort=labels, title=None, axis=alt.Axis(orient="top", labelAngle=0)),
