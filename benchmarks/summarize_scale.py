@@ -110,15 +110,22 @@ def time_cli(path: Path, repeat: int, extra: list[str]) -> tuple[list[float], li
                "--format", "csv", *extra]
     walls, cpus = [], []
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if result.returncode != 0:
-            raise SystemExit(f"CLI failed: {result.stderr}")
+        wall, cpu = timed_process(command)
+        walls.append(wall)
+        cpus.append(cpu)
     return walls, cpus
+
+
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of the child) of one process run from the repository root."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"{command[3] if len(command) > 3 else 'process'} failed: {result.stderr}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def stats(walls: list[float], cpus: list[float]) -> dict:

@@ -370,8 +370,14 @@ def examples_query(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy],
         f"{quote_ident(text)} AS {quote_ident('text')}",
     ]
     where = parse_where(request.where, list(store.columns), params)
-    inner = (f"SELECT {', '.join(select)} FROM {quote_ident(store.table)} "
-             f"{where_clause(run_filter(group, params), f'{score} IS NOT NULL', where.sql if where else None)}")
+    filters = where_clause(run_filter(group, params), f'{score} IS NOT NULL', where.sql if where else None)
+    if not groups:  # one ranking: a top-k (DuckDB keeps k rows) instead of numbering every row
+        needed = dict.fromkeys([request.label, "labels", text] + (["id"] if "id" in store.columns else []))
+        top = (f"SELECT {', '.join(quote_ident(c) for c in needed)} FROM {quote_ident(store.table)} {filters} "
+               f"ORDER BY {score} DESC{tie_break} "
+               f"LIMIT {params.add(int(request.k))}")
+        return Query(f"SELECT {', '.join(select)} FROM ({top}) AS top ORDER BY {quote_ident('rank')}", params.values)
+    inner = f"SELECT {', '.join(select)} FROM {quote_ident(store.table)} {filters}"
     order = ", ".join(_group_order(groups) + [quote_ident("rank")])
     sql = (f"SELECT * FROM ({inner}) AS ranked WHERE {quote_ident('rank')} <= {params.add(int(request.k))} "
            f"ORDER BY {order}")

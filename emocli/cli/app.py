@@ -20,9 +20,9 @@ from emocli.errors import EmocliError, as_emocli_error
 
 
 def print_error(error: EmocliError) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True, emoji=False)
     if error.hint:
-        err_console.print(f"[dim]hint: {escape(error.hint)}[/]", soft_wrap=True)
+        err_console.print(f"[dim]hint: {escape(error.hint)}[/]", soft_wrap=True, emoji=False)
 
 
 class EmocliGroup(TyperGroup):
