@@ -36,7 +36,7 @@ def heavy_imports(*args: str) -> tuple[list[str], str, str]:
     return [m for m in heavy.removeprefix("HEAVY=").split(",") if m], code.removeprefix("EXIT="), done.stdout
 
 
-@pytest.mark.parametrize("args", [("--help",), ("summarize", "--help"), ("query", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("summarize", "--help"), ("query", "--help"), ("export", "onnx", "--help")])
 def test_help_imports_neither_numpy_nor_torch(args):
     heavy, code, out = heavy_imports(*args)
     assert code in ("0", "None") and heavy == [] and "Usage" in out

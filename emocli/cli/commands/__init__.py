@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("models", "train", "tag", "analytics", "explain", "stack")
+COMMAND_MODULES = ("models", "train", "tag", "analytics", "explain", "stack", "export")
 
 
 def register_all(app: typer.Typer) -> None:
