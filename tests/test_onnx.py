@@ -60,6 +60,9 @@ def test_fp32_export_is_a_model_tag_runs_with_the_torch_scores(cli, tiny_model_d
     assert meta["labels"] == list(ENG_LABELS) and meta["thresholds"] == [0.5, 0.45, 0.5, 0.55, 0.5]
     assert meta["onnx"]["verification"]["passed"] and {"tokenizer.json", "model.onnx"} <= {p.name for p in out.iterdir()}
 
+    described = json.loads(cli(["models", "info", out, "--json"]).stdout)
+    assert described["weights"] == "onnx" and "ONNX Runtime" in described["loader"]
+
     torch_run = tag(cli, corpus, tiny_model_dir, tmp_path / "torch.duckdb")
     onnx_run = tag(cli, corpus, out, tmp_path / "onnx.duckdb")  # the exported dir, loaded through LOADERS
     assert onnx_run["rows"] == torch_run["rows"] == len(TEXTS) and onnx_run["skipped"] == torch_run["skipped"] == 2
@@ -126,6 +129,8 @@ def test_wrong_backend_precision_or_missing_runtime_is_one_line(cli, tiny_model_
         result = cli(["tag", corpus, "--model", out, "--db", tmp_path / "x.duckdb", "--quiet", *flags])
         assert result.exit_code == 2, (flags, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
+    result = cli(["explain", "-m", out, "--method", "integrated-gradients", "so happy"])
+    assert result.exit_code == 2 and "use --method lime" in result.stderr  # no gradients through ONNX Runtime
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     result = cli(["tag", corpus, "--model", out, "--db", tmp_path / "x.duckdb", "--quiet"])
     assert result.exit_code == 2 and 'pip install "emocli[onnx]"' in result.stderr

@@ -81,6 +81,9 @@ class OnnxSession:
     def evaluating(self):
         return contextlib.nullcontext()  # an exported graph has no training mode
 
+    def get_input_embeddings(self):
+        return None  # no gradients through ONNX Runtime: explanations use LIME (integrated gradients say so)
+
 
 def load_onnx(model_dir: Path, info: ModelInfo, *, device: str = "cpu", dtype: str | None = None) -> EmotionModel:
     """The loader of architecture "onnx"."""
