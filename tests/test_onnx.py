@@ -187,6 +187,7 @@ def test_fine_tuned_minilm_int8_keeps_dev_macro_f1(cli, finetuned_model_dir, tmp
     its thresholds were tuned on dev, so this F1 compares precisions, it is no quality estimate)."""
     result, report = export(cli, finetuned_model_dir, tmp_path / "int8", "--int8", "--dev", brighter / "dev" / "eng.csv")
     check = report["verification"]
-    assert check["max_abs_diff"] <= 0.03 + 0.02, check  # see benchmarks/results/onnx-cpu-minilm.json for the margin
-    assert check["f1_delta"] is not None and check["f1_delta"] >= -0.02, check
-    assert result.exit_code == (0 if check["passed"] else 1)
+    # at least as faithful as torch's own int8 (`tag --quantize`) on the same texts; the export's gate
+    assert check["torch_int8_max_abs_diff"] is not None and check["max_abs_diff"] <= check["allowed"], check
+    assert check["f1_delta"] is not None and check["f1_delta"] >= -0.005, check
+    assert check["passed"] and result.exit_code == 0
