@@ -34,4 +34,4 @@ def library_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             return None
 
-    return {name: installed(name) for name in ("transformers", "tokenizers", "duckdb", "polars", "pyarrow")}
+    return {name: installed(name) for name in ("transformers", "tokenizers", "duckdb", "polars", "pyarrow", "onnxruntime", "onnx")}

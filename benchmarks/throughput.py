@@ -9,6 +9,12 @@ Measured, each in its own process (so peak RSS is that method's own):
                batch sizes 64 and 256, over the same texts held in memory (the peer);
 - ceiling:     the model forward alone on pre-tokenized, length-sorted batches cut by the same token budget;
 - emocli_int8 (--quantize): `emocli tag --quantize`, with the max |score difference| to the fp32 run.
+--onnx (needs --model, a model fine-tuned on BRIGHTER train): the CPU backends side by side, interleaved over the
+rounds: pipeline (batch 64), torch fp32, torch int8, onnx fp32, onnx int8 (both exported first with
+`emocli export onnx --dev`), each `emocli tag` end to end; then each one's max |score difference| to torch fp32 on
+the corpus and its macro-F1 on the dev file (`emocli tag DEV` into DuckDB, the dev labels kept beside the scores).
+--onnx --forward-only ONNX_FP32 ONNX_INT8: instead, the engine's forward passes alone in one process, the four
+variants taking turns over the same batches (the least noisy comparison on a shared box).
 Writes benchmarks/results/throughput[-quantize]-<cpu|gpu>-<model>.json. Without --model the model is the packaged
 all-MiniLM-L6-v2 with a seeded 5-label classification head (the CPU target's model).
 """
@@ -165,6 +171,34 @@ def worker_emocli(model: str, corpus: str, rows: int, max_length: int, db: str, 
             "texts_per_s_with_startup": round(summary["rows"] / wall, 1), "tokens": summary["tokens"], "db": db}
 
 
+def worker_pipeline_scores(model: str, texts: list[str], max_length: int) -> dict:
+    """The pipeline's sigmoid scores for texts, one list per text in the model's label order."""
+    from transformers import pipeline
+
+    from emocli.model.io import quiet_transformers, read_model_info
+
+    quiet_transformers()
+    labels = read_model_info(Path(model)).labels
+    classify = pipeline("text-classification", model=model, top_k=None, function_to_apply="sigmoid", device="cpu")
+    outputs = classify(texts, batch_size=64, truncation=True, max_length=max_length)
+    return {"scores": [[{d["label"]: d["score"] for d in row}[label] for label in labels] for row in outputs]}
+
+
+def dev_scores(model: str, dev: str, db: str, extra: list[str], max_length: int, labels: list[str]):
+    """`emocli tag DEV` end to end: (ids, scores, targets) from the table, the dev labels kept as input_<label>."""
+    import duckdb
+    import numpy as np
+
+    Path(db).unlink(missing_ok=True)
+    worker_emocli(model, dev, 10**9, max_length, db, extra)
+    con = duckdb.connect(db, read_only=True)
+    columns = ", ".join([f'"{l}"' for l in labels] + [f'"input_{l}"' for l in labels])
+    rows = np.array(con.execute(f"SELECT {columns} FROM scores WHERE \"{labels[0]}\" IS NOT NULL ORDER BY id"
+                                ).fetchall(), dtype=np.float32)
+    con.close()
+    return rows[:, :len(labels)], rows[:, len(labels):]
+
+
 def max_score_difference(db_a: str, db_b: str, labels: list[str]) -> float:
     import duckdb
 
@@ -277,11 +311,136 @@ def architectures_throughput(args) -> int:
     return 0
 
 
+def export_onnx_variants(model: Path, dev: Path, work: Path) -> dict[str, dict]:
+    """`emocli export onnx` fp32 and int8 (verified on dev): {name: the export's JSON report}."""
+    reports = {}
+    for name, flags in (("onnx_fp32", []), ("onnx_int8", ["--int8"])):
+        proc = subprocess.run([sys.executable, "-m", "emocli.cli", "export", "onnx", str(model), "--out",
+                               str(work / name), "--dev", str(dev), "--json", *flags], capture_output=True, text=True)
+        if proc.returncode not in (0, 1):  # 1: exported, failed its verification (recorded, not hidden)
+            raise SystemExit(proc.stderr)
+        reports[name] = json.loads(proc.stdout)
+    return reports
+
+
+def forward_only(models: dict[str, tuple[str, bool]], corpus: str, rows: int, max_length: int, rounds: int) -> dict:
+    """The engine's forward passes alone over the same length-sorted batches, one process, the variants taking turns
+    batch set by batch set (seconds apart), `rounds` times: the median time of each and its ratio to torch int8."""
+    import statistics
+
+    import pyarrow as pa
+
+    from emocli.inference.engine import EngineConfig, load_scorer
+    from emocli.model.io import load_model
+
+    texts = read_texts(Path(corpus), rows)
+    scorers = {name: load_scorer(load_model(Path(model)), EngineConfig(max_length=max_length, quantize=quantize))
+               for name, (model, quantize) in models.items()}
+    tokenized = next(iter(scorers.values())).tokenize(pa.array(texts))
+    batches = next(iter(scorers.values())).plan_batches(tokenized)
+    times: dict[str, list[float]] = {name: [] for name in scorers}
+    for scorer in scorers.values():
+        scorer.forward(batches[0])  # warm-up
+    for _ in range(rounds):
+        for name, scorer in scorers.items():
+            times[name].append(timed_forward(scorer, batches)[0])
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {"texts": len(texts), "rounds": rounds, "load_1min_at_end": os.getloadavg()[0],
+            "texts_per_s_median": {n: round(len(texts) / t, 1) for n, t in median.items()},
+            "speed_vs_torch_int8": {n: round(median["torch_int8"] / t, 2) for n, t in median.items()}}
+
+
+def per_round_ratios(results: dict[str, dict]) -> None:
+    """Each variant's ratio to the pipeline and to torch int8 within each round (peers measured minutes apart, not
+    hours), and their geometric mean: on a shared box the best-of-rounds ratio can pair a quiet and a busy minute."""
+    import math
+
+    for entry in results.values():
+        for peer in ("pipeline", "torch_int8"):
+            ratios = [a / b for a, b in zip(entry["texts_per_s_all_rounds"], results[peer]["texts_per_s_all_rounds"])]
+            entry[f"ratio_to_{peer}_per_round"] = [round(r, 2) for r in ratios]
+            entry[f"ratio_to_{peer}_geomean"] = round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 2)
+
+
+def onnx_throughput(args) -> int:
+    """The CPU backends through `emocli tag`, interleaved and repeated; score difference and dev macro-F1 of each."""
+    import numpy as np
+
+    from emocli.model.io import read_model_info
+    from emocli.training.metrics import macro_f1
+
+    if args.model is None or args.corpus is None:
+        raise SystemExit("--onnx needs --model (fine-tuned on BRIGHTER train) and --corpus (make_corpus.py)")
+    work = Path(tempfile.mkdtemp(prefix="emocli_onnx_"))
+    info = {"machine": machine(), "rows": args.rows, "peer_rows": args.peer_rows or args.rows,
+            "max_length": args.max_length, "rounds": args.repeat, "model": str(args.model), "corpus": str(args.corpus),
+            "dev": str(args.dev), "method": "emocli tag CORPUS --limit ROWS end to end (Parquet to DuckDB), variants "
+            "interleaved within each round, best round kept; pipeline: transformers pipeline, batch 64, texts in memory"}
+    exports = export_onnx_variants(args.model, args.dev, work)
+    info["exports"] = exports
+    common = {"corpus": str(args.corpus), "rows": args.rows, "max_length": args.max_length}
+    variants = {"torch_fp32": (str(args.model), []), "torch_int8": (str(args.model), ["--quantize"]),
+                "onnx_fp32": (str(work / "onnx_fp32"), []), "onnx_int8": (str(work / "onnx_int8"), [])}
+    plan = [("pipeline", "pipeline", {"model": str(args.model), "corpus": str(args.corpus),
+                                      "rows": args.peer_rows or args.rows, "max_length": args.max_length, "batch_size": 64})]
+    plan += [(name, "emocli", {**common, "model": model, "db": str(work / f"{name}.duckdb"), "extra": extra})
+             for name, (model, extra) in variants.items()]
+    results, loads = {}, []
+    for round_ in range(args.repeat):
+        for name, kind, payload in plan:
+            if kind == "emocli":
+                Path(payload["db"]).unlink(missing_ok=True)
+            loads.append(os.getloadavg()[0])
+            result = run_worker(["--worker", kind, json.dumps(payload)])
+            result["load_1min_before"] = round(loads[-1], 2)
+            results.setdefault(name, {"rounds": []})["rounds"].append(result)
+            print(f"  {name}: {result['texts_per_s']:,.1f} texts/s (round {round_ + 1}, load {loads[-1]:.1f})",
+                  file=sys.stderr, flush=True)
+    for name, entry in results.items():
+        best = max(entry["rounds"], key=lambda r: r["texts_per_s"])
+        entry.update(texts_per_s=best["texts_per_s"], texts_per_s_all_rounds=[r["texts_per_s"] for r in entry["rounds"]])
+    pipeline = results["pipeline"]["texts_per_s"]
+    per_round_ratios(results)
+    labels = list(read_model_info(args.model).labels)
+    thresholds = np.asarray(read_model_info(args.model).thresholds, dtype=np.float32)
+    reference, targets = dev_scores(str(args.model), str(args.dev), str(work / "dev_ref.duckdb"), [], args.max_length,
+                                    labels)
+    mask = np.ones_like(targets, dtype=bool)
+    for name, (model, extra) in variants.items():
+        entry = results[name]
+        entry["ratio_to_pipeline"] = round(entry["texts_per_s"] / pipeline, 2)
+        entry["ratio_to_torch_int8"] = round(entry["texts_per_s"] / results["torch_int8"]["texts_per_s"], 2)
+        diff = max_score_difference(str(work / "torch_fp32.duckdb"), str(work / f"{name}.duckdb"), labels)
+        entry["max_abs_score_diff_vs_torch_fp32"] = float(f"{diff:.3g}")
+        scores, _ = dev_scores(model, str(args.dev), str(work / f"dev_{name}.duckdb"), extra, args.max_length, labels)
+        entry["dev_macro_f1"] = round(macro_f1(scores, targets, mask, thresholds), 4)
+        entry["dev_max_abs_score_diff_vs_torch_fp32"] = float(f"{np.abs(scores - reference).max():.3g}")
+    import polars as pl
+
+    dev_texts = pl.read_csv(args.dev).sort("id")["text"].to_list()
+    piped = np.asarray(run_worker(["--worker", "pipeline_scores", json.dumps(
+        {"model": str(args.model), "texts": dev_texts, "max_length": args.max_length})])["scores"], dtype=np.float32)
+    results["pipeline"]["dev_macro_f1"] = round(macro_f1(piped, targets, mask, thresholds), 4)
+    results["pipeline"]["dev_max_abs_score_diff_vs_torch_fp32"] = float(f"{np.abs(piped - reference).max():.3g}")
+    fp32_f1 = results["torch_fp32"]["dev_macro_f1"]
+    for entry in results.values():
+        entry["dev_macro_f1_delta_vs_torch_fp32"] = round(entry["dev_macro_f1"] - fp32_f1, 4)
+    info["results"] = results
+    info["load_1min_per_measurement"] = {"min": min(loads), "max": max(loads), "mean": round(sum(loads) / len(loads), 2)}
+    info["machine"]["load_average_at_end"] = os.getloadavg()
+    out = args.out or RESULTS / "onnx-cpu-minilm.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps({k: {f: v[f] for f in v if f != "rounds"} for k, v in results.items()}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         kind, payload = argv[1], json.loads(argv[2])
-        fn = {"pipeline": worker_pipeline, "ceiling": worker_ceiling, "emocli": worker_emocli}[kind]
+        fn = {"pipeline": worker_pipeline, "ceiling": worker_ceiling, "emocli": worker_emocli,
+              "pipeline_scores": worker_pipeline_scores}[kind]
         print(json.dumps(fn(**payload)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -304,7 +463,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--architectures", action="store_true",
                         help="instead: `emocli tag` CPU texts/s per architecture (linear, heads, small, stack)")
     parser.add_argument("--threads", type=int, default=2, help="with --architectures: torch threads")
+    parser.add_argument("--forward-only", nargs=2, type=Path, metavar=("ONNX_FP32", "ONNX_INT8"),
+                        help="with --onnx: only the in-process forward-pass comparison, on these two exports")
+    parser.add_argument("--onnx", action="store_true",
+                        help="instead: pipeline, torch fp32/int8 and onnx fp32/int8 through `emocli tag` (needs --model)")
+    parser.add_argument("--dev", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+                        / "brighter" / "dev" / "eng.csv", help="with --onnx: labelled dev file for macro-F1")
     args = parser.parse_args(argv)
+    if args.onnx and args.forward_only:
+        print(json.dumps(forward_only({"torch_fp32": (str(args.model), False), "torch_int8": (str(args.model), True),
+                                       "onnx_fp32": (str(args.forward_only[0]), False),
+                                       "onnx_int8": (str(args.forward_only[1]), False)},
+                                      str(args.corpus), args.rows, args.max_length, args.repeat), indent=2))
+        return 0
+    if args.onnx:
+        return onnx_throughput(args)
     if args.architectures:
         return architectures_throughput(args)
     if args.rss_scaling:

@@ -37,7 +37,7 @@ def heavy_imports(*args: str) -> tuple[list[str], str, str]:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("summarize", "--help"), ("query", "--help"),
-                                  ("report", "--help")])
+                                  ("report", "--help"), ("export", "onnx", "--help")])
 def test_help_imports_neither_numpy_nor_torch(args):
     heavy, code, out = heavy_imports(*args)
     assert code in ("0", "None") and heavy == [] and "Usage" in out

@@ -141,6 +141,8 @@ def _architecture(path: Path) -> str:
 def loader_for(architecture: str) -> str:
     if architecture == "transformers":
         return "plain transformers (AutoModelForSequenceClassification, sigmoid/softmax head)"
+    if architecture == "onnx":
+        return "emocli onnx (an `emocli export onnx` directory, run by ONNX Runtime: emocli[onnx])"
     return f"emocli (custom head {architecture!r}: load with emocli, not plain transformers)"
 
 

@@ -154,10 +154,12 @@ def _record_pull(record: dict[str, Any]) -> None:
 # ---- the local cache ------------------------------------------------------------------------------------
 
 def weights_format(model_dir: Path) -> str | None:
-    """'safetensors', 'pickle' (pytorch_model*.bin only) or None (no weights)."""
+    """'safetensors', 'onnx' (an `emocli export onnx` graph), 'pickle' (pytorch_model*.bin only) or None (no weights)."""
     names = [p.name for p in Path(model_dir).iterdir() if p.is_file()] if Path(model_dir).is_dir() else []
     if any(n.endswith(".safetensors") for n in names):
         return "safetensors"
+    if "model.onnx" in names:
+        return "onnx"
     if any(fnmatch.fnmatch(n, pattern) for n in names for pattern in PICKLE_WEIGHTS if pattern.endswith(".bin")):
         return "pickle"
     return None

@@ -5,6 +5,8 @@ token budget and runs the forward passes. `score_texts(scorer, texts)` (texts ->
 prediction function of evaluate, distillation, the training loop's dev scores and the benchmarks;
 `score_token_ids` is the same for token ids (explanations); `score_batch(texts, scorer) -> pa.RecordBatch`
 is the pure function any engine (a thread, a process pool, a distributed map over record batches) can call.
+The forward pass itself goes through a backend: `TorchBackend` for every torch module, or the model's own
+(`emocli.model.onnx_model.OnnxSession` for an ONNX export): `logits(batch)`, `device`, `evaluating()`.
 Around it, `score_windows` pipelines a stream of row windows: while the model computes on one window, a
 background thread reads and tokenizes the next (fast tokenizers release the GIL). Within a window the texts
 are sorted by length and cut into batches by a token budget, so almost no compute is spent on padding.
@@ -36,7 +38,10 @@ DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 131072}
 MAX_BATCH_ROWS = {"cpu": 256, "cuda": 8192}  # on a GPU the token budget is what binds
 # rows sorted together and committed together: on CPU a window is ~4k rows so a crash loses seconds, not minutes
 DEFAULT_WINDOW_ROWS = {"cpu": 4096, "cuda": 65536}
-QUANTIZE_TOLERANCE = 0.03  # max |score(int8) - score(fp32)| measured on BRIGHTER texts (see benchmarks/README)
+# max |score(int8) - score(fp32)| measured on BRIGHTER texts with a seeded untrained head (benchmarks/README); a
+# fine-tuned MiniLM moves some scores further (torch int8 0.25-0.38, ONNX int8 0.07-0.14:
+# benchmarks/results/onnx-cpu-minilm.json), which is why the ONNX export checks against torch int8 as well
+QUANTIZE_TOLERANCE = 0.03
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,12 @@ class EngineConfig:
     max_length: int | None = None  # tokens per text; None = the model's own max_length
     batch_tokens: int | None = None  # padded tokens per forward pass; None = a per-device default
     window_rows: int | None = None  # rows sorted by length (and committed) together; None = a per-device default
-    quantize: bool = False  # dynamic int8 Linear layers (CPU only)
-    threads: int | None = None  # CPU threads for torch; None = all cores
+    quantize: bool = False  # int8: torch dynamic int8 Linear layers, or the int8 ONNX export (CPU only)
+    threads: int | None = None  # CPU threads for torch / ONNX Runtime's intra-op pool; None = all cores
+    backend: str = "auto"  # auto (the model's own) | torch | onnx (an ONNX export, run by ONNX Runtime)
+
+
+BACKENDS = ("auto", "torch", "onnx")
 
 
 @dataclass
@@ -82,8 +91,38 @@ class Batch:
     attention_mask: Any
 
 
+class TorchBackend:
+    """The forward pass of a torch module on its device (every torch architecture: plain, heads, small, stack)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.device = str(next(module.parameters()).device)
+
+    def logits(self, batch: Batch):
+        non_blocking = self.device.startswith("cuda")
+        return self.module(
+            input_ids=batch.input_ids.to(self.device, non_blocking=non_blocking),
+            attention_mask=batch.attention_mask.to(self.device, non_blocking=non_blocking),
+        ).logits
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode for the call, then the mode it was in (the training loop's dev scores)."""
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            yield
+        finally:
+            self.module.train(was_training)
+
+
+def backend_for(module):
+    """A model's forward: its own backend where it brings one (an ONNX session), else its torch module wrapped."""
+    return module if callable(getattr(module, "logits", None)) else TorchBackend(module)
+
+
 class Scorer:
-    """A loaded model ready for inference: tokenizer, module, labels, thresholds, activation."""
+    """A loaded model ready for inference: tokenizer, backend (the forward pass), labels, thresholds, activation."""
 
     def __init__(self, model: "EmotionModel", *, device: str, max_length: int, batch_tokens: int,
                  max_batch_rows: int, window_rows: int, quantized: bool = False, autocast: Callable | None = None):
@@ -98,14 +137,24 @@ class Scorer:
         self.max_batch_rows = max_batch_rows
         self.window_rows = window_rows
         self.quantized = quantized
-        self.module = model.module
+        self.module = model.module  # sets self.backend
         self.autocast = autocast  # e.g. accelerate's autocast while training in mixed precision
-        self._backend = getattr(model.tokenizer, "backend_tokenizer", None)
-        if self._backend is None:
+        self._rust_tokenizer = getattr(model.tokenizer, "backend_tokenizer", None)
+        if self._rust_tokenizer is None:
             raise InputError(f"{model.path}: the model's tokenizer has no fast (Rust) version; emocli needs one")
         self._own_tokenizer = None
         self.pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
+
+    @property
+    def module(self):
+        return self._module
+
+    @module.setter
+    def module(self, module) -> None:
+        """Swapping the module (e.g. a compiled one) swaps the forward pass with it."""
+        self._module = module
+        self.backend = backend_for(module)
 
     @property
     def _tokenizer(self):
@@ -115,7 +164,7 @@ class Scorer:
             if self._own_tokenizer is None:
                 import tokenizers
 
-                tokenizer = tokenizers.Tokenizer.from_str(self._backend.to_str())
+                tokenizer = tokenizers.Tokenizer.from_str(self._rust_tokenizer.to_str())
                 tokenizer.no_padding()
                 tokenizer.enable_truncation(self.max_length)
                 self._own_tokenizer = tokenizer
@@ -170,13 +219,9 @@ class Scorer:
         """Probabilities for one batch, left on the device (the caller copies a window's worth at once)."""
         import torch
 
-        non_blocking = self.device.startswith("cuda")
         with torch.inference_mode():
             with self.autocast() if self.autocast is not None else contextlib.nullcontext():
-                logits = self.module(
-                    input_ids=batch.input_ids.to(self.device, non_blocking=non_blocking),
-                    attention_mask=batch.attention_mask.to(self.device, non_blocking=non_blocking),
-                ).logits
+                logits = self.backend.logits(batch)
             return activate(logits, self.task)
 
     def launch(self, tokenized: Tokenized, batches: list[Batch],
@@ -247,20 +292,34 @@ def load_scorer(model: "EmotionModel", config: EngineConfig = EngineConfig()) ->
     """Wrap a loaded model for inference: threads, quantization and batch sizes per device."""
     import torch
 
-    device = str(next(model.module.parameters()).device)
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if config.backend not in BACKENDS:
+        raise InputError(f"--backend {config.backend}: expected one of {', '.join(BACKENDS)}")
+    backend = backend_for(model.module)
+    kind = "cuda" if backend.device.startswith("cuda") else "cpu"
     if kind == "cpu":
         torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    quantized = False
-    if config.quantize:
-        if kind != "cpu":
-            raise InputError("--quantize is for CPU inference; on a GPU use --dtype bf16 or fp16")
-        model.module = torch.ao.quantization.quantize_dynamic(model.module, {torch.nn.Linear}, dtype=torch.qint8)
-        quantized = True
+    if not isinstance(backend, TorchBackend):  # an ONNX session: its own intra-op pool, its exported precision
+        backend.configure(config.threads)
+        quantized = _check_onnx_precision(model, config)
+    else:
+        quantized = config.quantize
+        if config.quantize:
+            if kind != "cpu":
+                raise InputError("--quantize is for CPU inference; on a GPU use --dtype bf16 or fp16")
+            model.module = torch.ao.quantization.quantize_dynamic(model.module, {torch.nn.Linear}, dtype=torch.qint8)
     max_length = config.max_length or model.info.max_length
     _check_max_length(model, max_length)
     return scorer_for(model, max_length=max_length, batch_tokens=config.batch_tokens, window_rows=config.window_rows,
                       quantized=quantized)
+
+
+def _check_onnx_precision(model: "EmotionModel", config: EngineConfig) -> bool:
+    """An ONNX export runs at the precision it was exported in; --quantize asks for the int8 one."""
+    precision = model.module.precision
+    if config.quantize and precision != "int8":
+        raise InputError(f"{model.path}: --quantize: this ONNX export has {precision} weights",
+                         hint="export it with `emocli export onnx MODEL --int8`, or tag without --quantize")
+    return precision == "int8"
 
 
 def scorer_for(model: "EmotionModel", *, max_length: int | None = None, batch_tokens: int | None = None,
@@ -268,7 +327,7 @@ def scorer_for(model: "EmotionModel", *, max_length: int | None = None, batch_to
                autocast: Callable | None = None) -> Scorer:
     """A Scorer with the engine's per-device batch sizes for a loaded model (no process-wide settings changed:
     `load_scorer` adds threads and quantization for `tag`)."""
-    device = str(next(model.module.parameters()).device)
+    device = backend_for(model.module).device
     kind = "cuda" if device.startswith("cuda") else "cpu"
     return Scorer(model, device=device, max_length=max_length or model.info.max_length,
                   batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS[kind],
@@ -288,8 +347,9 @@ def scorer_for_module(module, tokenizer, labels: Sequence[str], *, max_length: i
 
 
 def _check_max_length(model: "EmotionModel", max_length: int) -> None:
-    limit = getattr(model.module.config, "max_position_embeddings", None)
-    if limit and getattr(model.module.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+    config = getattr(model.module, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # RoBERTa-style position ids start after the padding index
     if limit and max_length > limit:
         raise InputError(f"--max-length {max_length}: the model takes at most {limit} tokens")
@@ -335,12 +395,8 @@ def score_token_ids(scorer: Scorer, sequences: Sequence[Sequence[int]]) -> np.nd
 
 
 def _score_tokenized(scorer: Scorer, tokenized: Tokenized) -> np.ndarray:
-    was_training = scorer.module.training
-    scorer.module.eval()
-    try:
+    with scorer.backend.evaluating():
         return scorer.score_tokenized(tokenized, scorer.plan_batches(tokenized))
-    finally:
-        scorer.module.train(was_training)
 
 
 def score_batch(texts: "pa.Array | pa.RecordBatch", scorer: Scorer, *, with_predictions: bool = True):

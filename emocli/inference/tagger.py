@@ -218,7 +218,7 @@ def model_fingerprint(resolved: "ResolvedModel") -> str:
         digest.update(f"{path.name}:{path.stat().st_size}".encode())
         if path.suffix == ".json" and path.stat().st_size < (1 << 20):
             digest.update(path.read_bytes())
-        elif path.suffix == ".safetensors":
+        elif path.suffix in (".safetensors", ".onnx"):
             with path.open("rb") as fh:
                 digest.update(fh.read(1 << 20))  # the header (names, shapes, offsets) and the first weights
     return "dir:" + digest.hexdigest()[:16]
@@ -238,6 +238,8 @@ def run_fingerprint(config: TagConfig, plans: list[FilePlan], model_id: str, inf
     }
     if language.detect:  # only then: runs before language detection keep their identity
         identity["detect_language"] = True
+    if info.architecture == "onnx":
+        identity["backend"] = "onnx"  # only then, so torch runs keep the ids they had
     return "run-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -331,6 +333,22 @@ def _remaining_rows(plans: list[FilePlan], progress: dict[str, FileProgress], bu
     return left if budget is None else min(left, budget)
 
 
+def model_for_backend(resolved: "ResolvedModel", info: "ModelInfo", engine: EngineConfig):
+    """The model the backend runs: an ONNX export as it is; a torch model exported (once, cached) for --backend onnx."""
+    from emocli.model.io import read_model_info
+
+    is_onnx = info.architecture == "onnx"
+    if engine.backend == "torch" and is_onnx:
+        raise InputError(f"--backend torch: {resolved.path} is an ONNX export",
+                         hint="tag it with --backend onnx (or auto), or tag the torch model it was exported from")
+    if engine.backend != "onnx" or is_onnx:
+        return resolved, info
+    from emocli.export.onnx_export import cached_export
+
+    path = cached_export(resolved.path, model_fingerprint(resolved), int8=engine.quantize)
+    return replace(resolved, path=path, commit=None), read_model_info(path)
+
+
 def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     """Score every row of the inputs into config.table of config.db; resume the same run if it exists."""
     from emocli.hub.pull import resolve_model
@@ -344,6 +362,8 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     sources = describe_inputs(expand_inputs(list(config.inputs)))
     resolved = resolve_model(config.model)
     info = read_model_info(resolved.path, resolved.spec)
+    if config.engine.backend != "auto":
+        resolved, info = model_for_backend(resolved, info, config.engine)
     language = plan_language(sources, config)
     plans, notes = plan_files(sources, config, info.labels, language)
     notes += [language.note] if language.note else []

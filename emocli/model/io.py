@@ -1,7 +1,7 @@
 """The one loader: load or save any emocli model, choosing the architecture's loader by `emocli.json`.
 
 `LOADERS` maps each `architecture` to the function that loads it: plain transformers (`plain`), the
-custom heads and the small model (`heads`), a stack (`stack`). The loaders import nothing above
+custom heads and the small model (`heads`), a stack (`stack`), an ONNX export (`onnx_model`). The loaders import nothing above
 them; a stack gets `load_model` handed in to load its members.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emocli.errors import InputError
-from emocli.model import heads, plain, stack
+from emocli.model import heads, onnx_model, plain, stack
 from emocli.model.info import (META_FILE, PROBLEM_TO_TASK, TASK_TO_PROBLEM, EmotionModel, ModelInfo, quiet_transformers,
                                read_model_info, write_model_info)
 from emocli.model.plain import load_for_finetune
@@ -25,6 +25,7 @@ LOADERS: dict[str, Callable[..., EmotionModel]] = {
     "transformers": plain.load_transformers,
     **dict.fromkeys(heads.HEAD_ARCHITECTURES, heads.load_custom),
     stack.ARCHITECTURE: _load_stack,
+    onnx_model.ARCHITECTURE: onnx_model.load_onnx,
 }
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("models", "train", "tag", "analytics", "explain", "stack", "push", "report")
+COMMAND_MODULES = ("models", "train", "tag", "analytics", "explain", "stack", "push", "report", "export")
 
 
 def register_all(app: typer.Typer) -> None:

@@ -40,8 +40,12 @@ def tag_command(
                                                help="Padded tokens per forward pass (default: 4096 on CPU, 131072 on GPU)."),
     device: DeviceOpt = "auto",
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx (ONNX Runtime, CPU; a torch model is exported "
+                                "once and cached) or auto (the model's own: onnx for an `emocli export onnx` dir)."),
     quantize: bool = typer.Option(False, "--quantize",
-                                  help="CPU: dynamic int8 Linear layers (about 2x faster; scores within 0.03 of fp32)."),
+                                  help="CPU int8: torch dynamic int8 Linear layers, or with --backend onnx the int8 "
+                                       "ONNX model (faster; see benchmarks/results/onnx-cpu-minilm.json for how far "
+                                       "scores move)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="CPU threads for the model (default: all cores)."),
     window_rows: Optional[int] = typer.Option(None, "--window-rows", min=1,
@@ -62,17 +66,19 @@ def tag_command(
 ) -> None:
     """Score every row of INPUT with an emotion model into a DuckDB table (resumable: re-run after a crash)."""
     from emocli.errors import InputError
-    from emocli.inference.engine import EngineConfig
+    from emocli.inference.engine import BACKENDS, EngineConfig
     from emocli.inference.tagger import TagConfig, tag
 
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     config = TagConfig(
         inputs=tuple(inputs), model=model, db=db, table=table, text_col=text_col, id_col=id_col,
         keep=_split_keep(keep), keep_text=keep_text, limit=limit, overwrite=not resume,
         detect_language=detect_language, language_col=language_col,
         engine=EngineConfig(device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
-                            window_rows=window_rows, quantize=quantize, threads=threads),
+                            window_rows=window_rows, quantize=quantize, threads=threads, backend=backend),
     )
     summary = tag(config, progress_for(quiet or as_json))
     if not quiet:

@@ -1,0 +1,1 @@
+"""Exports of a trained model to other runtimes (`emocli export onnx`)."""

@@ -1,0 +1,317 @@
+"""`emocli export onnx`: a trained model -> an ONNX directory that `tag --model` runs with ONNX Runtime.
+
+    result = export_onnx(OnnxExportConfig("my-model", Path("my-model-onnx"), int8=True, dev=("dev/eng.csv",)))
+
+The graph comes from `torch.onnx.export` on the TorchScript path (`dynamo=False`) with dynamic batch and
+sequence axes: on torch 2.13 the dynamo exporter's graph breaks onnxruntime's int8 quantizer (its shape
+inference rejects the exported value shapes) and ran ~15% slower in fp32 here. int8 is onnxruntime's dynamic
+quantization of the MatMul weights (int8 per output channel, activations quantized per batch at run time; the
+embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file). Every export is
+then verified through the engine, on texts it never saw, against the torch fp32 model: fp32 must stay within 1e-4
+of it (max |score difference|). int8 must stay within the tolerance `tag --quantize` states (0.03) or, where the
+torch int8 model (today's `--quantize`) itself moves further on the same texts, within that: on a fine-tuned
+MiniLM both move a few scores by more than 0.03 (benchmarks/results/onnx-cpu-minilm.json), so 0.03 alone would
+refuse every int8 model, and the question a user has is whether the export is at least as faithful as the int8
+path they have. Given labelled dev files, macro-F1 must also lose no more than 0.005.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emocli.errors import InputError
+from emocli.export.config import F1_TOLERANCE, FP32_TOLERANCE, OPSET, OnnxExportConfig
+from emocli.inference.engine import QUANTIZE_TOLERANCE, EngineConfig, load_scorer, score_texts, scorer_for
+from emocli.model import onnx_model, stack
+from emocli.model.info import write_model_info
+from emocli.progress import Progress, chosen
+
+if TYPE_CHECKING:
+    from emocli.model.info import EmotionModel
+
+EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
+# Texts for the score check when no dev files are given: never seen by the export (it traces two dummy texts).
+PROBE_TEXTS = (
+    "I can't believe they cancelled the concert, I waited months for this!",
+    "What a lovely surprise to find you here.",
+    "The house was silent and something moved in the dark hallway.",
+    "ok",
+    "My grandmother passed away last night. I miss her so much already.",
+    "We won!!! Best day of my life, thank you all",
+    "Why would anyone leave a dog in a hot car? This makes me furious.",
+    "The meeting is at three; bring the quarterly report.",
+    "Honestly I'm terrified of the exam tomorrow and I haven't slept.",
+    "Nobody told me the shop had closed, so I stood there like an idiot in the rain for an hour, which, to be "
+    "fair, is exactly how the rest of this week has gone: one small disappointment after another.",
+    "Wow. Just wow. Did not see that ending coming at all.",
+    "¡Qué alegría verte otra vez, amigo!",
+)
+
+
+@dataclass
+class Verification:
+    """How the export scores against the torch fp32 model it came from, through the same engine."""
+
+    scored_on: str  # what the texts were
+    texts: int
+    max_abs_diff: float
+    p99_abs_diff: float
+    tolerance: float  # the stated one: 1e-4 (fp32) or the --quantize tolerance (int8)
+    torch_int8_max_abs_diff: float | None = None  # int8: torch's own int8 on the same texts
+    macro_f1_torch: float | None = None
+    macro_f1_onnx: float | None = None
+    f1_tolerance: float = F1_TOLERANCE
+
+    @property
+    def f1_delta(self) -> float | None:
+        if self.macro_f1_torch is None or self.macro_f1_onnx is None:
+            return None
+        return self.macro_f1_onnx - self.macro_f1_torch
+
+    @property
+    def max_ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    @property
+    def allowed(self) -> float:
+        """The stated tolerance, or for int8 torch int8's own difference where that is larger (see the module doc)."""
+        return max(self.tolerance, self.torch_int8_max_abs_diff or 0.0)
+
+    @property
+    def scores_ok(self) -> bool:
+        return self.max_abs_diff <= self.allowed
+
+    @property
+    def f1_ok(self) -> bool | None:
+        """No more than f1_tolerance lost (a gain is no fault of the export)."""
+        return None if self.f1_delta is None else self.f1_delta >= -self.f1_tolerance
+
+    @property
+    def passed(self) -> bool:
+        return self.scores_ok and self.f1_ok is not False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(max_abs_diff=float(f"{self.max_abs_diff:.3g}"), p99_abs_diff=float(f"{self.p99_abs_diff:.3g}"),
+                    torch_int8_max_abs_diff=_rounded(self.torch_int8_max_abs_diff), allowed=round(self.allowed, 5),
+                    max_ok=self.max_ok, f1_delta=_rounded(self.f1_delta),
+                    macro_f1_torch=_rounded(self.macro_f1_torch), macro_f1_onnx=_rounded(self.macro_f1_onnx),
+                    scores_ok=self.scores_ok, f1_ok=self.f1_ok, passed=self.passed)
+        return data
+
+
+@dataclass
+class OnnxExportResult:
+    out_dir: Path
+    source: str
+    architecture: str  # the source model's
+    precision: str
+    opset: int
+    seconds: float
+    size_mb: float
+    verification: Verification
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"out_dir": str(self.out_dir), "source": self.source, "architecture": self.architecture,
+                "precision": self.precision, "opset": self.opset, "exporter": EXPORTER, "seconds": round(self.seconds, 2),
+                "size_mb": round(self.size_mb, 1), "verification": self.verification.as_dict(), "notes": self.notes}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def export_onnx(config: OnnxExportConfig, progress: Progress | None = None) -> OnnxExportResult:
+    """Export, optionally quantize, write the directory, verify; the verification is also kept in emocli.json."""
+    from emocli.hub.pull import resolve_model
+    from emocli.model.io import load_model
+
+    progress = chosen(progress)
+    onnx_model.require_onnxruntime()
+    resolved = resolve_model(config.model)
+    started = time.perf_counter()
+    model = load_model(resolved.path, resolved.spec, device="cpu", dtype="fp32")
+    check_exportable(model)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress.start("exporting to ONNX", 3 if config.int8 else 2, "steps")
+    graph = out / ("model.fp32.onnx" if config.int8 else onnx_model.MODEL_FILE)
+    trace_to_onnx(model, graph, config.opset)
+    progress.advance(1)
+    if config.int8:
+        quantize_int8(graph, out / onnx_model.MODEL_FILE)
+        graph.unlink()
+        progress.advance(1)
+    precision = "int8" if config.int8 else "fp32"
+    entry = _onnx_entry(model, resolved.name, precision, config.opset)
+    _write_directory(out, model, resolved.path, entry)
+    verification = verify_export(model, out, config)
+    progress.advance(1)
+    progress.finish()
+    _write_directory(out, model, resolved.path, {**entry, "verification": verification.as_dict()})
+    notes = [] if verification.macro_f1_torch is not None else [
+        "no --dev files: scores checked on built-in probe texts only, macro-F1 not checked"]
+    return OnnxExportResult(out, resolved.name, model.info.architecture, precision, config.opset,
+                            time.perf_counter() - started, (out / onnx_model.MODEL_FILE).stat().st_size / 2**20,
+                            verification, notes)
+
+
+def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
+    """The ONNX export of a model for `tag --backend onnx`, made once per model and precision under the user
+    config dir (verified on the probe texts; a failed verification is an error, nothing is cached)."""
+    from emocli.config import user_config_dir
+
+    precision = "int8" if int8 else "fp32"
+    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-{precision}"
+    if (out / onnx_model.MODEL_FILE).exists() and (out / "emocli.json").exists():
+        return out
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    result = export_onnx(OnnxExportConfig(model=str(model_dir), out=partial, int8=int8))
+    if not result.verification.passed:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InputError(f"{model_dir}: its ONNX {precision} export failed verification "
+                         f"(max |score diff| {result.verification.max_abs_diff:.2g} > {result.verification.tolerance:g})",
+                         hint="tag it with --backend torch")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out
+
+
+def check_exportable(model: "EmotionModel") -> None:
+    """One line for what cannot become a single ONNX graph."""
+    architecture = model.info.architecture
+    if architecture == onnx_model.ARCHITECTURE:
+        raise InputError(f"{model.path}: already an ONNX export")
+    if architecture == stack.ARCHITECTURE:
+        raise InputError(f"{model.path}: ONNX export does not support stacks (a stack re-tokenizes the text for "
+                         "members with other tokenizers inside its forward pass)",
+                         hint="tag the stack with the torch backend, or export its members one by one")
+
+
+def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET) -> None:
+    """The module's logits as an ONNX graph with dynamic batch and sequence axes (fp32, CPU)."""
+    import torch
+
+    module = _logits_module(model.module)
+    encoded = model.tokenizer(["a probe", "a longer probe text, padded less"], padding=True, return_tensors="pt")
+    inputs = (encoded["input_ids"], encoded["attention_mask"])
+    axes = {"batch": 0, "sequence": 1}
+    dynamic = {name: {i: axis for axis, i in axes.items()} for name in onnx_model.INPUT_NAMES}
+    dynamic[onnx_model.OUTPUT_NAME] = {0: "batch"}
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript path's deprecation and tracer notes
+            torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=opset,
+                              input_names=list(onnx_model.INPUT_NAMES), output_names=[onnx_model.OUTPUT_NAME],
+                              dynamic_axes=dynamic, do_constant_folding=True)
+    except Exception as exc:  # noqa: BLE001 - the exporter's many failure types become one line
+        path.unlink(missing_ok=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{model.path}: architecture {model.info.architecture!r} does not export to ONNX: {first}",
+                         hint="tag it with the torch backend") from None
+
+
+def _logits_module(module):
+    """The module as a function of (input_ids, attention_mask) -> logits, the graph's one output."""
+    import torch
+
+    class LogitsOf(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return LogitsOf(module).eval()
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """onnxruntime's dynamic int8 quantization of the MatMuls: int8 weights per output channel, activations per batch."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger, which would reach our stderr
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"])
+    finally:
+        root.setLevel(level)
+
+
+def _onnx_entry(model: "EmotionModel", source: str, precision: str, opset: int) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    config = getattr(model.module, "config", None)
+    return {"precision": precision, "opset": opset, "exporter": EXPORTER, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "source": source, "source_architecture": model.info.architecture,
+            "max_positions": getattr(config, "max_position_embeddings", None),
+            "model_type": getattr(config, "model_type", "") or ""}
+
+
+def _write_directory(out: Path, model: "EmotionModel", source_dir: Path, entry: dict[str, Any]) -> None:
+    """Tokenizer, the source's config.json (what the encoder was, for `models info`) and emocli.json."""
+    model.tokenizer.save_pretrained(out)
+    if (Path(source_dir) / "config.json").exists():
+        shutil.copyfile(Path(source_dir) / "config.json", out / "config.json")
+    extra = {k: v for k, v in model.info.extra.items() if k != "onnx"}
+    write_model_info(out, replace(model.info, architecture=onnx_model.ARCHITECTURE, extra={**extra, "onnx": entry}))
+
+
+def verify_export(model: "EmotionModel", out: Path, config: OnnxExportConfig) -> Verification:
+    """Score the same unseen texts with the torch fp32 model and the export, through the engine."""
+    from emocli.model.io import load_model
+
+    texts, labelled, scored_on = _verification_texts(model, config.dev)
+    max_length = config.max_length or model.info.max_length
+    engine = EngineConfig(max_length=max_length, threads=config.threads)
+    reference = score_texts(load_scorer(model, engine), texts)
+    exported = score_texts(load_scorer(load_model(out), engine), texts)
+    valid = ~np.isnan(reference).any(axis=1)
+    diff = np.abs(exported[valid] - reference[valid]) if valid.any() else np.zeros(1)
+    tolerance = QUANTIZE_TOLERANCE if config.int8 else FP32_TOLERANCE
+    verification = Verification(scored_on, len(texts), float(diff.max()), float(np.quantile(diff, 0.99)), tolerance)
+    if config.int8:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notice that its quantized tensors are deprecated
+            torch_int8 = score_texts(load_scorer(load_model(model.path), replace(engine, quantize=True)), texts)
+        verification.torch_int8_max_abs_diff = _max_diff(torch_int8, reference, valid)
+    if labelled is not None:
+        from emocli.training.metrics import macro_f1
+
+        thresholds = np.asarray(model.info.thresholds, dtype=np.float32)
+        verification.macro_f1_torch = macro_f1(reference, labelled.targets, labelled.mask, thresholds)
+        verification.macro_f1_onnx = macro_f1(exported, labelled.targets, labelled.mask, thresholds)
+    return verification
+
+
+def _max_diff(scores: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:
+    return float(np.abs(scores[valid] - reference[valid]).max()) if valid.any() else 0.0
+
+
+def _verification_texts(model: "EmotionModel", dev: tuple[str, ...]):
+    if not dev:
+        return list(PROBE_TEXTS), None, f"{len(PROBE_TEXTS)} built-in probe texts"
+    from emocli.training.labelled import load_labelled
+
+    labelled = load_labelled(list(dev), labels=model.labels)
+    return labelled.texts, labelled, "dev: " + ", ".join(str(p) for p in labelled.files)
+
+
+__all__ = ["F1_TOLERANCE", "FP32_TOLERANCE", "OPSET", "OnnxExportConfig", "OnnxExportResult", "Verification",
+           "cached_export", "check_exportable", "export_onnx", "quantize_int8", "trace_to_onnx", "verify_export"]
