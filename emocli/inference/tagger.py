@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -20,6 +21,7 @@ from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.data import InputFile, derived_ids, describe_inputs, expand_inputs, iter_record_batches
 from emocli.errors import InputError
 from emocli.inference.engine import EngineConfig
+from emocli.inference.ray_engine import ENGINES, Cluster, RayConfig
 from emocli.progress import Progress, chosen
 from emocli.store.core import ChunkCounts, FileProgress, Store, check_table_name
 from emocli.store.runs import RunRecord
@@ -47,6 +49,8 @@ class TagConfig:
     limit: int | None = None  # rows of the run in total (a re-run with a larger limit continues)
     overwrite: bool = False
     engine: EngineConfig = field(default_factory=EngineConfig)
+    runner: str = "local"  # `--engine`: local (this process) | ray (Ray Data actors, emocli/inference/ray_engine.py)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @dataclass
@@ -268,36 +272,57 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     check_table_name(config.table)
     if config.limit is not None and config.limit < 0:
         raise InputError(f"--limit {config.limit}: must be 0 or more")
+    if config.runner not in ENGINES:
+        raise InputError(f"--engine {config.runner}: expected one of {', '.join(ENGINES)}")
     sources = describe_inputs(expand_inputs(list(config.inputs)))
     resolved = resolve_model(config.model)
     info = read_model_info(resolved.path, resolved.spec)
     plans, notes = plan_files(sources, config, info.labels)
     model_id = model_fingerprint(resolved)
     run_id = run_fingerprint(config, plans, model_id, info)
-    with Store(config.db) as store:
-        if config.overwrite:
-            store.drop_table(config.table)
-        run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
-                        info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
-        state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
-        already = sum(s.rows_done for s in state.values())
-        budget = None if config.limit is None else max(config.limit - already, 0)
-        summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
-                             notes=notes)
-        try:
-            _tag_rows(store, config, plans, state, budget, resolved, summary, progress)
-        except KeyboardInterrupt:
-            _mark_run(store, run_id, "interrupted")
-            raise
-        except BaseException:
-            _mark_run(store, run_id, "failed")
-            raise
-        finally:
-            progress.finish()
-        state = store.progress(run_id)
-        summary.status = "done" if all(s.done for s in state.values()) else "interrupted"
-        store.finish_run(run_id, summary.status)
-        summary.run_rows = store.run_counts(run_id).written
+    with ExitStack() as stack:
+        cluster = _start_engine(config, stack)  # before the store: an unreachable cluster writes nothing
+        store = stack.enter_context(Store(config.db))
+        summary = _run(store, config, plans, notes, resolved, model_id, info, run_id, cluster, progress)
+    return summary
+
+
+def _start_engine(config: TagConfig, stack: ExitStack) -> Cluster | None:
+    """None for the local engine; the connected Ray cluster (shut down when the stack closes) for ray."""
+    if config.runner == "local":
+        return None
+    from emocli.inference.ray_engine import connected
+
+    return stack.enter_context(connected(config.ray))
+
+
+def _run(store: Store, config: TagConfig, plans: list[FilePlan], notes: list[str], resolved: "ResolvedModel",
+         model_id: str, info: "ModelInfo", run_id: str, cluster: Cluster | None, progress: Progress) -> TagSummary:
+    if config.overwrite:
+        store.drop_table(config.table)
+    run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
+                    info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
+    state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
+    store.record_engine(run_id, config.runner, cluster.workers if cluster else 1,
+                        cluster.address if cluster else None)
+    already = sum(s.rows_done for s in state.values())
+    budget = None if config.limit is None else max(config.limit - already, 0)
+    summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
+                         notes=notes)
+    try:
+        _tag_rows(store, config, plans, state, budget, resolved, summary, progress, cluster)
+    except KeyboardInterrupt:
+        _mark_run(store, run_id, "interrupted")
+        raise
+    except BaseException:
+        _mark_run(store, run_id, "failed")
+        raise
+    finally:
+        progress.finish()
+    state = store.progress(run_id)
+    summary.status = "done" if all(s.done for s in state.values()) else "interrupted"
+    store.finish_run(run_id, summary.status)
+    summary.run_rows = store.run_counts(run_id).written
     return summary
 
 
@@ -309,10 +334,9 @@ def _mark_run(store: Store, run_id: str, status: str) -> None:
         pass
 
 
-def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress],
-              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress) -> None:
-    if all(s.done for s in state.values()) or budget == 0:
-        return  # nothing left: do not even load the model
+def _local_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress], budget: int | None,
+                   resolved: "ResolvedModel", summary: TagSummary, progress: Progress):
+    """(window, scores) in file order from the model loaded in this process."""
     from emocli.inference.engine import load_scorer, score_windows
     from emocli.model.device import resolve_device
     from emocli.model.io import load_model
@@ -321,11 +345,35 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
     summary.device = device
-    progress.start("tagging", _remaining_rows(plans, state, budget), "rows")
-    started = time.perf_counter()
     windows = iter_windows(plans, state, scorer.window_rows, budget)
-    for window, scored in score_windows(windows, _texts_of, scorer,
-                                         on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens)):
+    return score_windows(windows, _texts_of, scorer,
+                         on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens))
+
+
+def _ray_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress], budget: int | None,
+                 resolved: "ResolvedModel", summary: TagSummary, cluster: Cluster):
+    """The same pairs, scored by Ray actors (emocli/inference/ray_engine.py)."""
+    from emocli.inference.ray_engine import scored_windows
+
+    kind = "cuda" if cluster.gpus_per_worker else "cpu"
+    summary.device = f"ray: {cluster.workers} worker{'s' * (cluster.workers != 1)} ({kind})"
+    pieces = scored_windows(plans, state, resolved, config.engine, config.text_col, cluster, budget)
+    return ((Window(plan, first_row, batch), scored) for plan, first_row, batch, scored in pieces)
+
+
+def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress],
+              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress,
+              cluster: Cluster | None = None) -> None:
+    if all(s.done for s in state.values()) or budget == 0:
+        return  # nothing left: do not even load the model
+    total = _remaining_rows(plans, state, budget)
+    if cluster is None:
+        pairs = _local_windows(config, plans, state, budget, resolved, summary, progress)
+    else:
+        pairs = _ray_windows(config, plans, state, budget, resolved, summary, cluster)
+    progress.start("tagging", total, "rows")
+    started = time.perf_counter()
+    for window, scored in pairs:
         key = window.plan.source.key
         if scored is None:
             store.finish_file(summary.run_id, key)
@@ -339,5 +387,8 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
         summary.skipped += counts.skipped
         summary.truncated += counts.truncated
         summary.tokens += scored.n_tokens
-        progress.advance(counts.skipped)  # scored rows were reported batch by batch
+        if cluster is None:
+            progress.advance(counts.skipped)  # scored rows were reported batch by batch
+        else:
+            progress.advance(counts.written, tokens=scored.n_tokens)
     summary.seconds = time.perf_counter() - started

@@ -58,6 +58,9 @@ class RunRecord:
     rows_skipped: int | None = None
     rows_truncated: int | None = None
     emocli_version: str | None = None  # absent from stores before schema 2
+    engine: str | None = None  # local | ray; absent from stores before schema 4
+    workers: int | None = None  # scoring workers of the latest invocation (1 for local)
+    address: str | None = None  # the Ray cluster joined (--address); None for a local Ray or the local engine
 
     @property
     def model_key(self) -> tuple:

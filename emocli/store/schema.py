@@ -58,6 +58,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "meta, runs and progress checkpoint tables", (META_DDL, RUNS_DDL, PROGRESS_DDL)),
     Migration(2, "runs.emocli_version: the emocli version that started the run",
               (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS emocli_version VARCHAR",)),
+    Migration(4, "runs.engine, runs.workers, runs.address: where the run's latest invocation scored (tag --engine)",
+              (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS engine VARCHAR",
+               f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS workers INTEGER",
+               f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS address VARCHAR")),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
