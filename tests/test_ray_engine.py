@@ -155,6 +155,13 @@ def test_bad_input_is_one_line_and_writes_nothing(local_ray, cli, tmp_path, corp
         assert "Traceback" not in result.stderr
     assert not db.exists()
 
+    numbers = tmp_path / "numbers.parquet"
+    pq.write_table(pa.table({"text": [1, 2, 3]}), numbers)
+    result = cli(["tag", numbers, "--model", tiny_model_dir, "--db", tmp_path / "n.duckdb", "--engine", "ray",
+                  "--quiet"])
+    assert result.exit_code == 2 and "holds int64, not text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
     ray.shutdown()  # an --address is only tried when this process has no Ray yet
     try:
         with socket_closed_port() as port:

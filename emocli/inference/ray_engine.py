@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
-from emocli.errors import ConfigError, InputError
+from emocli.errors import ConfigError, EmocliError, InputError
 
 if TYPE_CHECKING:  # FilePlan (emocli.inference.tagger) is named in annotations only: tagger imports this module
     import pyarrow as pa
@@ -122,6 +122,9 @@ def _init(ray, config: RayConfig) -> None:
 
 
 def _configure_data(ray) -> None:
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes (progress bars off, ...) are not ours to show
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the driver's checkpoints need each file's rows in order
     context.enable_progress_bars = False  # emocli's own progress reports rows as they land in the store
@@ -202,6 +205,7 @@ def _read(ray, group: list["FilePlan"]):
                          "path column; --engine local reads it")
     paths = [str(plan.source.path.resolve()) for plan in group]
     if fmt == "parquet":
+        _check_text_type(group)
         dataset = ray.data.read_parquet(paths, include_paths=True)
     else:
         dataset = ray.data.read_csv(
@@ -212,6 +216,17 @@ def _read(ray, group: list["FilePlan"]):
                                                 column_types={group[0].text_col: pa.string()},
                                                 strings_can_be_null=True, quoted_strings_can_be_null=False))
     return dataset.select_columns([*columns, PATH_COLUMN])
+
+
+def _check_text_type(group: list["FilePlan"]) -> None:
+    """The local engine finds a non-text column when it reads it; here the driver looks first (Parquet says)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for plan in group:
+        kind = pq.read_schema(plan.source.path).field(plan.text_col).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            raise InputError(f"{plan.source.path}: column {plan.text_col!r} holds {kind}, not text")
 
 
 def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], resolved: "ResolvedModel",
@@ -234,12 +249,30 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
             num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker or None)
         # Ray Data restarts a dead actor and retries its tasks (max_restarts=-1, max_task_retries=-1 by default)
         stream = _FileStream(group, state, budget, window_rows)
-        for block in dataset.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+        for block in _one_line_errors(ray, dataset.iter_batches(batch_format="pyarrow", batch_size=None,
+                                                                  prefetch_batches=2)):
             yield from stream.feed(block)
             if stream.exhausted:
                 return
         yield from stream.close()
         budget = stream.budget
+
+
+def _one_line_errors(ray, blocks):
+    """An actor's EmocliError (e.g. a text column that holds numbers) as itself; other failures in one line."""
+    try:
+        yield from blocks
+    except EmocliError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the cluster's failures end here, as one line
+        chain, seen = [exc], set()
+        while chain[-1] is not None and id(chain[-1]) not in seen:  # Ray wraps: RayTaskError -> UserCodeException -> ours
+            seen.add(id(chain[-1]))
+            chain.append(getattr(chain[-1], "cause", None) or chain[-1].__cause__)
+        ours = next((e for e in reversed(chain) if isinstance(e, EmocliError)), None)  # the innermost: the real one
+        if ours is not None:
+            raise ours from None
+        raise EmocliError(f"--engine ray: a Ray task failed: {_first_line(chain[-2])}") from None
 
 
 class _FileStream:
@@ -262,6 +295,8 @@ class _FileStream:
     def feed(self, block: "pa.Table") -> Iterator[tuple]:
         import pyarrow.compute as pc
 
+        if block.num_rows == 0:
+            return
         paths = block.column(PATH_COLUMN).combine_chunks()
         starts = [0, *(pc.indices_nonzero(pc.not_equal(paths[1:], paths[:-1])).to_numpy() + 1).tolist(), len(paths)]
         for begin, end in zip(starts[:-1], starts[1:]):
