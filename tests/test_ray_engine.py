@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import duckdb
@@ -91,8 +90,8 @@ def test_ray_writes_the_rows_the_local_engine_writes(local_ray, tmp_path, corpus
     reference, ours = rows_of(tmp_path / "local.duckdb"), rows_of(tmp_path / "ray.duckdb")
     assert len(ours) == N_PARQUET + N_CSV and ours[0][0] == "more.csv.gz:1"
     assert_same_rows(ours, reference)
-    assert one(tmp_path / "ray.duckdb", "SELECT engine, workers, address, rows_written, rows_skipped, status FROM runs") \
-        == [("ray", 2, None, N_PARQUET + N_CSV, 1, "done")]
+    runs = "SELECT engine, workers, address, rows_written, rows_skipped, status FROM runs"
+    assert one(tmp_path / "ray.duckdb", runs) == [("ray", 2, None, N_PARQUET + N_CSV, 1, "done")]
     assert one(tmp_path / "local.duckdb", "SELECT engine, workers FROM runs") == [("local", 1)]
     assert one(tmp_path / "ray.duckdb", "SELECT file, rows_done, done FROM emocli_progress ORDER BY file") == [
         ("more.csv.gz", N_CSV, True), ("posts.parquet", N_PARQUET, True)]
@@ -216,7 +215,8 @@ def kill_one_actor() -> int:
     import psutil
 
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        if "MapWorker" in " ".join(proc.info["cmdline"] or ()) and "BatchScorer" in " ".join(proc.info["cmdline"] or ()):
+        title = " ".join(proc.info["cmdline"] or ())  # Ray names it ray::MapWorker(MapBatches(BatchScorer))
+        if "MapWorker" in title and "BatchScorer" in title:
             os.kill(proc.info["pid"], signal.SIGKILL)
             return proc.info["pid"]
     raise AssertionError("no scoring actor process found")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterator
 
 from emocli.errors import ConfigError, EmocliError, InputError
@@ -112,7 +112,8 @@ def _init(ray, config: RayConfig) -> None:
         if config.address is None:
             workers = config.workers or max(1, int((os.cpu_count() or 1) // config.cpus_per_worker))
             # one CPU more than the actors take, for Ray Data's listing and read tasks
-            ray.init(num_cpus=int(workers * config.cpus_per_worker) + 1, object_store_memory=_object_store_bytes(config),
+            ray.init(num_cpus=int(workers * config.cpus_per_worker) + 1,
+                     object_store_memory=_object_store_bytes(config),
                      **options)
         else:
             ray.init(address=config.address, **options)
@@ -238,8 +239,12 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
     Files already done are not read; a file resumed mid-way is read and scored again from its start and its
     rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once.
     """
+    from emocli.inference.engine import DEFAULT_WINDOW_ROWS
+
     ray = require_ray()
-    window_rows = engine.window_rows or 4096
+    window_rows = engine.window_rows or DEFAULT_WINDOW_ROWS["cuda" if cluster.gpus_per_worker else "cpu"]
+    # an actor's torch uses the CPUs it holds, not every core of its node (--threads overrides)
+    engine = replace(engine, threads=engine.threads or max(1, int(cluster.cpus_per_worker)))
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
         dataset = _read(ray, group).map_batches(
@@ -266,7 +271,8 @@ def _one_line_errors(ray, blocks):
         raise
     except Exception as exc:  # noqa: BLE001 - the cluster's failures end here, as one line
         chain, seen = [exc], set()
-        while chain[-1] is not None and id(chain[-1]) not in seen:  # Ray wraps: RayTaskError -> UserCodeException -> ours
+        # Ray wraps: RayTaskError -> UserCodeException -> the UDF's own exception
+        while chain[-1] is not None and id(chain[-1]) not in seen:
             seen.add(id(chain[-1]))
             chain.append(getattr(chain[-1], "cause", None) or chain[-1].__cause__)
         ours = next((e for e in reversed(chain) if isinstance(e, EmocliError)), None)  # the innermost: the real one

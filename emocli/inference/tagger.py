@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from contextlib import ExitStack
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -280,50 +280,46 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     plans, notes = plan_files(sources, config, info.labels)
     model_id = model_fingerprint(resolved)
     run_id = run_fingerprint(config, plans, model_id, info)
-    with ExitStack() as stack:
-        cluster = _start_engine(config, stack)  # before the store: an unreachable cluster writes nothing
-        store = stack.enter_context(Store(config.db))
-        summary = _run(store, config, plans, notes, resolved, model_id, info, run_id, cluster, progress)
+    # the engine first: a cluster that cannot be reached leaves no store behind
+    with _engine(config) as cluster, Store(config.db) as store:
+        if config.overwrite:
+            store.drop_table(config.table)
+        run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
+                        info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
+        state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
+        store.record_engine(run_id, config.runner, cluster.workers if cluster else 1,
+                            cluster.address if cluster else None)
+        already = sum(s.rows_done for s in state.values())
+        budget = None if config.limit is None else max(config.limit - already, 0)
+        summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
+                             notes=notes)
+        try:
+            _tag_rows(store, config, plans, state, budget, resolved, summary, progress, cluster)
+        except KeyboardInterrupt:
+            _mark_run(store, run_id, "interrupted")
+            raise
+        except BaseException:
+            _mark_run(store, run_id, "failed")
+            raise
+        finally:
+            progress.finish()
+        state = store.progress(run_id)
+        summary.status = "done" if all(s.done for s in state.values()) else "interrupted"
+        store.finish_run(run_id, summary.status)
+        summary.run_rows = store.run_counts(run_id).written
     return summary
 
 
-def _start_engine(config: TagConfig, stack: ExitStack) -> Cluster | None:
-    """None for the local engine; the connected Ray cluster (shut down when the stack closes) for ray."""
+@contextmanager
+def _engine(config: TagConfig) -> Iterator[Cluster | None]:
+    """None for the local engine; for ray, the started or joined cluster (disconnected at the end)."""
     if config.runner == "local":
-        return None
+        yield None
+        return
     from emocli.inference.ray_engine import connected
 
-    return stack.enter_context(connected(config.ray))
-
-
-def _run(store: Store, config: TagConfig, plans: list[FilePlan], notes: list[str], resolved: "ResolvedModel",
-         model_id: str, info: "ModelInfo", run_id: str, cluster: Cluster | None, progress: Progress) -> TagSummary:
-    if config.overwrite:
-        store.drop_table(config.table)
-    run = RunRecord(run_id, config.table, resolved.name, resolved.repo, model_id, info.labels,
-                    info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col)
-    state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
-    store.record_engine(run_id, config.runner, cluster.workers if cluster else 1,
-                        cluster.address if cluster else None)
-    already = sum(s.rows_done for s in state.values())
-    budget = None if config.limit is None else max(config.limit - already, 0)
-    summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
-                         notes=notes)
-    try:
-        _tag_rows(store, config, plans, state, budget, resolved, summary, progress, cluster)
-    except KeyboardInterrupt:
-        _mark_run(store, run_id, "interrupted")
-        raise
-    except BaseException:
-        _mark_run(store, run_id, "failed")
-        raise
-    finally:
-        progress.finish()
-    state = store.progress(run_id)
-    summary.status = "done" if all(s.done for s in state.values()) else "interrupted"
-    store.finish_run(run_id, summary.status)
-    summary.run_rows = store.run_counts(run_id).written
-    return summary
+    with connected(config.ray) as cluster:
+        yield cluster
 
 
 def _mark_run(store: Store, run_id: str, status: str) -> None:

@@ -59,8 +59,10 @@ def tag_command(
                                           help="ray: join this cluster (auto or HOST:PORT) (default: a local Ray)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                           help="ray: scoring actors (default: as many as the CPUs/GPUs allow)."),
-    gpus_per_worker: float = typer.Option(default_of(RayConfig, "gpus_per_worker"), "--gpus-per-worker", min=0, help="ray: GPUs each actor takes."),
-    cpus_per_worker: float = typer.Option(default_of(RayConfig, "cpus_per_worker"), "--cpus-per-worker", min=0.01, help="ray: CPUs each actor takes."),
+    gpus_per_worker: float = typer.Option(default_of(RayConfig, "gpus_per_worker"), "--gpus-per-worker", min=0,
+                                          help="ray: GPUs each actor takes."),
+    cpus_per_worker: float = typer.Option(default_of(RayConfig, "cpus_per_worker"), "--cpus-per-worker", min=0.01,
+                                          help="ray: CPUs each actor takes."),
     quiet: Annotated[bool, quiet_option("No progress bar or summary line.")] = False,
     as_json: Annotated[bool, json_option("Print the run summary as JSON on stdout.")] = False,
 ) -> None:
