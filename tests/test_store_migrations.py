@@ -64,7 +64,7 @@ def chunk(ids, run_id):
 
 def test_the_migrations_are_numbered_in_order_from_one():
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 3
+    assert SCHEMA_VERSION == MIGRATIONS[-1].version == 4
 
 
 def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
@@ -74,12 +74,13 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
     progress_before = snapshot(db, "SELECT * FROM emocli_progress")
     before = dt.datetime.now()
     with Store(db) as store:
-        assert store.migrations_applied == [1, 2, 3]
+        assert store.migrations_applied == [1, 2, 3, 4]
         applied = applied_versions(store.con)
-    assert list(applied) == [1, 2, 3] and all(before <= at <= dt.datetime.now() for at in applied.values())
-    assert snapshot(db, "SELECT value FROM emocli_meta WHERE key = 'schema_version'") == [("3",)]
+    assert list(applied) == [1, 2, 3, 4] and all(before <= at <= dt.datetime.now() for at in applied.values())
+    assert snapshot(db, "SELECT value FROM emocli_meta WHERE key = 'schema_version'") == [("4",)]
     assert snapshot(db, "SELECT * FROM scores ORDER BY id") == scores_before
-    assert snapshot(db, "SELECT * EXCLUDE (emocli_version, model_languages, language_source) FROM runs") == runs_before
+    assert snapshot(db, "SELECT * EXCLUDE (emocli_version, model_languages, language_source, engine, workers, address) "
+                        "FROM runs") == runs_before
     assert snapshot(db, "SELECT emocli_version FROM runs") == [(None,)]  # unknown for the old run
     assert snapshot(db, "SELECT model_languages, language_source FROM runs") == [(None, None)]
     assert snapshot(db, "SELECT * FROM emocli_progress") == progress_before
@@ -106,7 +107,7 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_data(tmp_path):
 def test_a_new_store_records_every_migration_once(tmp_path):
     db = tmp_path / "new.duckdb"
     with Store(db) as store:
-        assert store.migrations_applied == [1, 2, 3]
+        assert store.migrations_applied == [1, 2, 3, 4]
         first = applied_versions(store.con)
     with Store(db) as store:
         assert store.migrations_applied == [] and applied_versions(store.con) == first
@@ -115,8 +116,8 @@ def test_a_new_store_records_every_migration_once(tmp_path):
 
 
 @pytest.mark.parametrize("newer", [
-    "INSERT INTO emocli_migrations VALUES (4, 'from the future', now())",
-    "UPDATE emocli_meta SET value = '4' WHERE key = 'schema_version'",
+    "INSERT INTO emocli_migrations VALUES (9, 'from the future', now())",
+    "UPDATE emocli_meta SET value = '9' WHERE key = 'schema_version'",
 ])
 def test_a_store_from_a_newer_emocli_is_refused_and_left_alone(tmp_path, newer):
     db = tmp_path / "future.duckdb"
@@ -124,8 +125,8 @@ def test_a_store_from_a_newer_emocli_is_refused_and_left_alone(tmp_path, newer):
     con = duckdb.connect(str(db))
     con.execute(newer)
     con.close()
-    with pytest.raises(StoreError, match=r"newer emocli \(store schema 4 > 3\)"):
+    with pytest.raises(StoreError, match=r"newer emocli \(store schema 9 > 4\)"):
         Store(db)
     con = duckdb.connect(str(db))  # the refused store released its write lock
-    assert con.execute("SELECT max(version) FROM emocli_migrations").fetchone()[0] in (3, 4)
+    assert con.execute("SELECT max(version) FROM emocli_migrations").fetchone()[0] in (4, 9)
     con.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -20,6 +21,7 @@ from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.data import InputFile, derived_ids, describe_inputs, expand_inputs, iter_record_batches
 from emocli.errors import InputError
 from emocli.inference.engine import EngineConfig
+from emocli.inference.ray_engine import ENGINES, Cluster, RayConfig
 from emocli.progress import Progress, chosen
 from emocli.store.core import ChunkCounts, FileProgress, Store, check_table_name
 from emocli.store.runs import RunRecord
@@ -53,6 +55,8 @@ class TagConfig:
     detect_language: bool | None = None
     language_col: str | None = None  # the input column naming each row's language (default: language, lang)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    runner: str = "local"  # `--engine`: local (this process) | ray (Ray Data actors, emocli/inference/ray_engine.py)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @dataclass
@@ -314,6 +318,13 @@ def _texts_of(window: Window):
     return texts
 
 
+def _texts_function(language: LanguagePlan):
+    """How a window's texts are read: with its languages detected on the way when the run detects them."""
+    from emocli.inference.langid import LanguageDetector
+
+    return _detecting_texts_of(LanguageDetector()) if language.detect else _texts_of
+
+
 def _detecting_texts_of(detector):
     """`_texts_of` that also detects the window's languages: it runs on the engine's tokenizer thread, so the
     detection overlaps the model's forward passes instead of costing a second pass."""
@@ -359,6 +370,8 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     check_table_name(config.table)
     if config.limit is not None and config.limit < 0:
         raise InputError(f"--limit {config.limit}: must be 0 or more")
+    if config.runner not in ENGINES:
+        raise InputError(f"--engine {config.runner}: expected one of {', '.join(ENGINES)}")
     sources = describe_inputs(expand_inputs(list(config.inputs)))
     resolved = resolve_model(config.model)
     info = read_model_info(resolved.path, resolved.spec)
@@ -369,7 +382,8 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     notes += [language.note] if language.note else []
     model_id = model_fingerprint(resolved)
     run_id = run_fingerprint(config, plans, model_id, info, language)
-    with Store(config.db) as store:
+    # the engine first: a cluster that cannot be reached leaves no store behind
+    with _engine(config) as cluster, Store(config.db) as store:
         if config.overwrite:
             store.drop_table(config.table)
         elif language.detect and config.detect_language is None:
@@ -379,12 +393,14 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
                         info.thresholds, info.task, tuple(str(p.source.path) for p in plans), config.text_col,
                         model_languages=model_languages(info, resolved.spec), language_source=language.source)
         state = store.begin_run(run, [(p.source.key, str(p.source.path)) for p in plans])
+        store.record_engine(run_id, config.runner, cluster.workers if cluster else 1,
+                            cluster.address if cluster else None)
         already = sum(s.rows_done for s in state.values())
         budget = None if config.limit is None else max(config.limit - already, 0)
         summary = TagSummary(run_id, str(config.db), config.table, resolved.name, "running", resumed_from=already,
                              notes=notes)
         try:
-            _tag_rows(store, config, plans, state, budget, resolved, summary, progress, language)
+            _tag_rows(store, config, plans, state, budget, resolved, summary, progress, language, cluster)
         except KeyboardInterrupt:
             _mark_run(store, run_id, "interrupted")
             raise
@@ -400,14 +416,6 @@ def tag(config: TagConfig, progress: Progress | None = None) -> TagSummary:
     return summary
 
 
-def _resume_undetected(store: Store, run_id: str, language: LanguagePlan, legacy_id: str,
-                       notes: list[str]) -> tuple[str, LanguagePlan]:
-    """A run started before tag detected languages by default resumes as it began (no new run, no duplicates)."""
-    if store.run_status(run_id) is None and store.run_status(legacy_id) is not None:
-        notes.append(f"run {legacy_id} was started without language detection: it continues without "
-                     "(--overwrite --detect-language to add it)")
-        return legacy_id, LanguagePlan(None)
-    return run_id, language
 
 
 def _mark_run(store: Store, run_id: str, status: str) -> None:
@@ -418,13 +426,32 @@ def _mark_run(store: Store, run_id: str, status: str) -> None:
         pass
 
 
-def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress],
-              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress,
-              language: LanguagePlan = LanguagePlan(None)) -> None:
-    if all(s.done for s in state.values()) or budget == 0:
-        return  # nothing left: do not even load the model
+def _resume_undetected(store: Store, run_id: str, language: LanguagePlan, legacy_id: str,
+                       notes: list[str]) -> tuple[str, LanguagePlan]:
+    """A run started before tag detected languages by default resumes as it began (no new run, no duplicates)."""
+    if store.run_status(run_id) is None and store.run_status(legacy_id) is not None:
+        notes.append(f"run {legacy_id} was started without language detection: it continues without "
+                     "(--overwrite --detect-language to add it)")
+        return legacy_id, LanguagePlan(None)
+    return run_id, language
+
+
+@contextmanager
+def _engine(config: TagConfig) -> Iterator[Cluster | None]:
+    """None for the local engine; for ray, the started or joined cluster (disconnected at the end)."""
+    if config.runner == "local":
+        yield None
+        return
+    from emocli.inference.ray_engine import connected
+
+    with connected(config.ray) as cluster:
+        yield cluster
+
+
+def _local_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress], budget: int | None,
+                   resolved: "ResolvedModel", summary: TagSummary, progress: Progress, language: LanguagePlan):
+    """(window, scores) in file order from the model loaded in this process."""
     from emocli.inference.engine import load_scorer, score_windows
-    from emocli.inference.langid import LanguageDetector
     from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
@@ -432,12 +459,42 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
     model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
     summary.device = device
-    progress.start("tagging", _remaining_rows(plans, state, budget), "rows")
-    started = time.perf_counter()
     windows = iter_windows(plans, state, scorer.window_rows, budget)
-    texts_of = _detecting_texts_of(LanguageDetector()) if language.detect else _texts_of
-    for window, scored in score_windows(windows, texts_of, scorer,
-                                         on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens)):
+    texts_of = _texts_function(language)
+    return score_windows(windows, texts_of, scorer,
+                         on_batch=lambda rows, tokens: progress.advance(rows, tokens=tokens))
+
+
+def _ray_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress], budget: int | None,
+                 resolved: "ResolvedModel", summary: TagSummary, cluster: Cluster, language: LanguagePlan):
+    """The same pairs, scored by Ray actors (emocli/inference/ray_engine.py); languages are detected here on
+    the driver, window by window, while the actors score the next blocks."""
+    from emocli.inference.ray_engine import scored_windows
+
+    kind = "cuda" if cluster.gpus_per_worker else "cpu"
+    summary.device = f"ray: {cluster.workers} worker{'s' * (cluster.workers != 1)} ({kind})"
+    pieces = scored_windows(plans, state, resolved, config.engine, config.text_col, cluster, budget)
+    texts_of = _texts_function(language)
+    for plan, first_row, batch, scored in pieces:
+        window = Window(plan, first_row, batch)
+        if scored is not None:
+            texts_of(window)
+        yield window, scored
+
+
+def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress],
+              budget: int | None, resolved: "ResolvedModel", summary: TagSummary, progress: Progress,
+              language: LanguagePlan = LanguagePlan(None), cluster: Cluster | None = None) -> None:
+    if all(s.done for s in state.values()) or budget == 0:
+        return  # nothing left: do not even load the model
+    total = _remaining_rows(plans, state, budget)
+    if cluster is None:
+        pairs = _local_windows(config, plans, state, budget, resolved, summary, progress, language)
+    else:
+        pairs = _ray_windows(config, plans, state, budget, resolved, summary, cluster, language)
+    progress.start("tagging", total, "rows")
+    started = time.perf_counter()
+    for window, scored in pairs:
         key = window.plan.source.key
         if scored is None:
             store.finish_file(summary.run_id, key)
@@ -451,5 +508,8 @@ def _tag_rows(store: Store, config: TagConfig, plans: list[FilePlan], state: dic
         summary.skipped += counts.skipped
         summary.truncated += counts.truncated
         summary.tokens += scored.n_tokens
-        progress.advance(counts.skipped)  # scored rows were reported batch by batch
+        if cluster is None:
+            progress.advance(counts.skipped)  # scored rows were reported batch by batch
+        else:
+            progress.advance(counts.written, tokens=scored.n_tokens)
     summary.seconds = time.perf_counter() - started

@@ -186,6 +186,11 @@ class Store:
         finally:
             _unregister(self.con, "_emocli_chunk")
 
+    def record_engine(self, run_id: str, engine: str, workers: int, address: str | None) -> None:
+        """Where this invocation of the run scores (a resumed run records its latest engine)."""
+        _sql(self.con, f"UPDATE {RUNS_TABLE} SET engine = ?, workers = ?, address = ? WHERE run_id = ?",
+                         [engine, workers, address, run_id])
+
     def finish_file(self, run_id: str, file_key: str) -> None:
         _sql(self.con, f"UPDATE {PROGRESS_TABLE} SET done = true, updated_at = ? WHERE run_id = ? AND file = ?",
                          [datetime.now(), run_id, file_key])

@@ -62,6 +62,9 @@ class RunRecord:
     # the rows' language comes from ('column:NAME', 'detected', or None: no language per row)
     model_languages: tuple[str, ...] | None = None
     language_source: str | None = None
+    engine: str | None = None  # local | ray; absent from stores before schema 4
+    workers: int | None = None  # scoring workers of the latest invocation (1 for local)
+    address: str | None = None  # the Ray cluster joined (--address); None for a local Ray or the local engine
 
     @property
     def model_key(self) -> tuple:

@@ -61,6 +61,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "runs.model_languages (ISO 639-3, NULL = unknown) and runs.language_source: model coverage",
               (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS model_languages VARCHAR[]",
                f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS language_source VARCHAR")),
+    Migration(4, "runs.engine, runs.workers, runs.address: where the run's latest invocation scored (tag --engine)",
+              (f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS engine VARCHAR",
+               f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS workers INTEGER",
+               f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS address VARCHAR")),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

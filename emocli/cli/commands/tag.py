@@ -7,10 +7,13 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from emocli.cli.options import DeviceOpt, ModelOpt, TextColOpt, db_option, id_col_option, json_option, quiet_option, table_option
+from emocli.cli.options import DeviceOpt, ModelOpt, TextColOpt, choices, db_option, default_of, id_col_option, json_option, quiet_option, table_option
 from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.cli.console import err_console, print_json
 from emocli.cli.progress import progress_for
+from emocli.inference.ray_engine import ENGINES, RayConfig
+
+EngineChoice = choices("EngineChoice", ENGINES)
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -61,6 +64,16 @@ def tag_command(
     resume: bool = typer.Option(True, "--resume/--overwrite",
                                 help="Continue the same run after a crash, or drop the table and start afresh."),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Tag at most this many rows (of the run)."),
+    engine: EngineChoice = typer.Option(ENGINES[0], "--engine",
+                               help="local (this process) or ray (Ray Data actors; pip install \"emocli[ray]\")."),
+    address: Optional[str] = typer.Option(None, "--address",
+                                          help="ray: join this cluster (auto or HOST:PORT) (default: a local Ray)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="ray: scoring actors (default: as many as the CPUs/GPUs allow)."),
+    gpus_per_worker: float = typer.Option(default_of(RayConfig, "gpus_per_worker"), "--gpus-per-worker", min=0,
+                                          help="ray: GPUs each actor takes."),
+    cpus_per_worker: float = typer.Option(default_of(RayConfig, "cpus_per_worker"), "--cpus-per-worker", min=0.01,
+                                          help="ray: CPUs each actor takes."),
     quiet: Annotated[bool, quiet_option("No progress bar or summary line.")] = False,
     as_json: Annotated[bool, json_option("Print the run summary as JSON on stdout.")] = False,
 ) -> None:
@@ -79,6 +92,8 @@ def tag_command(
         detect_language=detect_language, language_col=language_col,
         engine=EngineConfig(device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
                             window_rows=window_rows, quantize=quantize, threads=threads, backend=backend),
+        runner=EngineChoice(engine).value, ray=RayConfig(address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                                     cpus_per_worker=cpus_per_worker),
     )
     summary = tag(config, progress_for(quiet or as_json))
     if not quiet:
