@@ -65,6 +65,12 @@ RECIPES = {
     "stack": {"stack": ("asymmetric", "asymmetric+cnn-bilstm-attn", "asymmetric+label-attention")},
     # issue 15: longer inputs (the default trains and tags at 64 tokens)
     "asymmetric-len128": {"loss": "asymmetric", "max_length": 128},
+    # issue 15: cross-fitted ensembles (train + tune pooled into the folds) and their distilled student; a
+    # +distill run also scores the ensemble it kept (row "<recipe>:ensemble", same wall time)
+    "folds3": {"loss": "asymmetric", "folds": 3},
+    "folds5": {"loss": "asymmetric", "folds": 5},
+    "folds3+distill": {"loss": "asymmetric", "folds": 3, "distill": True},
+    "folds5+distill": {"loss": "asymmetric", "folds": 5, "distill": True},
 }
 
 
@@ -156,6 +162,7 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                   distill=None):
     """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
     max_length, base): every benchmark that fine-tunes builds its runs here."""
+    from emocli.training.config import EnsembleConfig
     from emocli.training.distill import DistillConfig
     from emocli.model.heads import ArchitectureConfig
     from emocli.training.losses import LossConfig
@@ -179,7 +186,11 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                        loss=replace(LossConfig(), name=overrides["loss"],
                                     **({"class_weights": overrides["class_weights"]}
                                        if "class_weights" in overrides else {})),
-                       thresholds=thresholds)
+                       thresholds=thresholds,
+                       # the benchmark scores on its own untouched rows (dev + holdout): nothing more held out
+                       score_fraction=0.0,
+                       ensemble=EnsembleConfig(folds=overrides.get("folds", 1),
+                                               distill=overrides.get("distill", False)))
 
 
 def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path,
@@ -203,9 +214,13 @@ def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], 
     wall = time.perf_counter() - started
     choices = {"fixed-0.5": 0.5} if config.thresholds.mode == "fixed" else {
         f"per-class ({result.threshold_source})": None, "fixed-0.5": 0.5}
-    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch,
+    scored = [(recipe, out, choices)]
+    if overrides.get("distill"):
+        scored.append((f"{recipe}:ensemble", out / "ensemble", {"per-class (out-of-fold)": None, "fixed-0.5": 0.5}))
+    rows = [{"recipe": name, "thresholds": choice, "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch,
              "loadavg": os.getloadavg(), **row}
-            for name, row in score_all(out, dev, list(holdout), choices, args.device).items()]
+            for name, model_dir, choices in scored
+            for choice, row in score_all(model_dir, dev, list(holdout), choices, args.device).items()]
     return rows, out
 
 
