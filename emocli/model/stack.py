@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocli.errors import InputError, ModelNotFoundError
+from emocli.errors import ModelNotFoundError
 from emocli.model.heads import CONFIG_FILE, WEIGHTS_FILE, LabelledConfig
 from emocli.model.members import MEMBERS_DIR, MemberRef, bundle_members, load_spec_and_members, weights_fingerprint
 
