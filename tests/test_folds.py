@@ -114,8 +114,8 @@ def test_recipe_and_folds_flags_build_the_ensemble_config():
         return train_config(command.make_context("finetune", ["--train", "t.csv", *flags]).params)
 
     assert built().ensemble == EnsembleConfig()
-    assert built("--recipe", "best").ensemble == EnsembleConfig(folds=5, distill=True)
-    assert built("--recipe", "best", "--folds", "3").ensemble == EnsembleConfig(folds=3, distill=True)
+    assert built("--recipe", "folds5-distill").ensemble == EnsembleConfig(folds=5, distill=True)
+    assert built("--recipe", "folds5-distill", "--folds", "3").ensemble == EnsembleConfig(folds=3, distill=True)
     with_texts = built("--folds", "3", "--distill", "--unlabeled", "u.csv")
     assert with_texts.ensemble.unlabeled == ("u.csv",) and not with_texts.distill.enabled
     with pytest.raises(InputError, match="--distill distils a cross-fitted ensemble"):

@@ -121,7 +121,9 @@ class EnsembleConfig:
         return self.folds > 1
 
 
-RECIPES = {"default": {}, "best": {"folds": 5, "distill": True}}  # --recipe NAME: EnsembleConfig fields
+# --recipe NAME: EnsembleConfig fields. Named for what they do: none is called "best" until the full protocol
+# (benchmarks/gpu/folds.sh) shows it wins (benchmarks/results/quality-folds-cpu-minilm.md has the CPU rows so far)
+RECIPES = {"default": {}, "folds5-distill": {"folds": 5, "distill": True}}
 SAMPLERS = ("shuffle", "label-balanced")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 DEFAULT_OUT = Path("emocli-model")

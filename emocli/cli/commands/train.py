@@ -145,7 +145,7 @@ def finetune_command(
     unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher or --distill; repeatable."),
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-fit K members (each on K-1 folds of train + dev, early-stopped on its own fold), thresholds on their out-of-fold scores; saved as one ensemble (mean probability). Costs K trainings."),
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="With --folds: then train one student of the base's size on the ensemble's scores over the training (+ --unlabeled) texts, so `tag` runs one model; the ensemble is kept in OUT/ensemble."),
-    recipe: Optional[Recipe] = typer.Option(None, "--recipe", help="A named recipe: best = --folds 5 --distill; default = one model."),
+    recipe: Optional[Recipe] = typer.Option(None, "--recipe", help="A named recipe: folds5-distill = --folds 5 --distill; default = one model."),
     score_fraction: float = typer.Option(_train("score_fraction"), "--score-fraction", help="Share of the labelled rows (per language) held out of training, early stopping and thresholds to score the printed quality on; 0: none (then every figure is optimistic)."),
     dev_held_out: bool = typer.Option(_train("dev_held_out"), "--dev-held-out", help="Use --dev only to score the printed quality (nothing trains, stops or tunes on it)."),
     distill_weight: float = typer.Option(default_of(DistillConfig, "weight"), "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
