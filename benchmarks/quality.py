@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, cpu_model
+from benchmarks.common import REPO, RESULTS, cpu_model, library_versions
 
 DATA = Path(os.environ.get("EMOCLI_BRIGHTER", REPO.parent / "shared" / "data" / "brighter"))
 
@@ -63,6 +63,14 @@ RECIPES = {
     "small+distill": {"loss": "asymmetric", "arch": "small", "lr": 2e-3, "epochs": 15, "patience": 4,
                       "teacher": "asymmetric"},
     "stack": {"stack": ("asymmetric", "asymmetric+cnn-bilstm-attn", "asymmetric+label-attention")},
+    # issue 15: longer inputs (the default trains and tags at 64 tokens)
+    "asymmetric-len128": {"loss": "asymmetric", "max_length": 128},
+    # issue 15: cross-fitted ensembles (train + tune pooled into the folds) and their distilled student; a
+    # +distill run also scores the ensemble it kept (row "<recipe>:ensemble", same wall time)
+    "folds3": {"loss": "asymmetric", "folds": 3},
+    "folds5": {"loss": "asymmetric", "folds": 5},
+    "folds3+distill": {"loss": "asymmetric", "folds": 3, "distill": True},
+    "folds5+distill": {"loss": "asymmetric", "folds": 5, "distill": True},
 }
 
 
@@ -154,6 +162,7 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                   distill=None):
     """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
     max_length, base): every benchmark that fine-tunes builds its runs here."""
+    from emocli.training.config import EnsembleConfig
     from emocli.training.distill import DistillConfig
     from emocli.model.heads import ArchitectureConfig
     from emocli.training.losses import LossConfig
@@ -168,7 +177,8 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
     return TrainConfig(train=tuple(train), dev=() if last else tuple(tune), out=out, seed=seed,
                        base=getattr(args, "base", None), epochs=epochs, batch_size=args.batch_size,
                        learning_rate=overrides.get("lr", args.lr), head_learning_rate=overrides.get("head_lr"),
-                       max_length=args.max_length, patience=overrides.get("patience", epochs), progress=False,
+                       max_length=overrides.get("max_length", args.max_length),
+                       patience=overrides.get("patience", epochs), progress=False,
                        distill=distill or DistillConfig(),
                        architecture=ArchitectureConfig(arch=overrides.get("arch", "transformer"),
                                                        head=overrides.get("head", "linear")),
@@ -176,7 +186,11 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                        loss=replace(LossConfig(), name=overrides["loss"],
                                     **({"class_weights": overrides["class_weights"]}
                                        if "class_weights" in overrides else {})),
-                       thresholds=thresholds)
+                       thresholds=thresholds,
+                       # the benchmark scores on its own untouched rows (dev + holdout): nothing more held out
+                       score_fraction=0.0,
+                       ensemble=EnsembleConfig(folds=overrides.get("folds", 1),
+                                               distill=overrides.get("distill", False)))
 
 
 def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], dev: list[str], workdir: Path,
@@ -200,8 +214,13 @@ def run_emocli(recipe: str, seed: int, args, train: list[str], tune: list[str], 
     wall = time.perf_counter() - started
     choices = {"fixed-0.5": 0.5} if config.thresholds.mode == "fixed" else {
         f"per-class ({result.threshold_source})": None, "fixed-0.5": 0.5}
-    rows = [{"recipe": recipe, "thresholds": name, "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch, **row}
-            for name, row in score_all(out, dev, list(holdout), choices, args.device).items()]
+    scored = [(recipe, out, choices)]
+    if overrides.get("distill"):
+        scored.append((f"{recipe}:ensemble", out / "ensemble", {"per-class (out-of-fold)": None, "fixed-0.5": 0.5}))
+    rows = [{"recipe": name, "thresholds": choice, "seed": seed, "wall_s": wall, "best_epoch": result.best_epoch,
+             "loadavg": os.getloadavg(), **row}
+            for name, model_dir, choices in scored
+            for choice, row in score_all(model_dir, dev, list(holdout), choices, args.device).items()]
     return rows, out
 
 
@@ -245,7 +264,7 @@ def run_trainer_baseline(seed: int, args, train: list[str], dev: list[str], work
 
     model.float().eval()
     row = {"recipe": "trainer-baseline", "thresholds": "fixed-0.5", "seed": seed, "wall_s": wall,
-           "best_epoch": args.epochs, **f1_summary(metrics_on(dev))}
+           "best_epoch": args.epochs, "loadavg": os.getloadavg(), **f1_summary(metrics_on(dev))}
     if holdout:
         row["pooled"] = f1_summary(metrics_on(dev + list(holdout)))
     return row
@@ -368,7 +387,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     previous = RESULTS / f"{args.stem}.json"
     results = json.loads(previous.read_text()) if args.append and previous.exists() else {
-               "machine": machine(), "experiments": {}, "notes": [],
+               "machine": machine(), "experiments": {}, "notes": [], "libraries": library_versions(),
+               "cpu_count": os.cpu_count(),
                "setup": (f"packaged all-MiniLM-L6-v2; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
                          f"max_length {args.max_length}; seeds {args.seeds}; scored on the official dev split, "
                          f"early stopping + per-class thresholds on a tune split held out of train"),

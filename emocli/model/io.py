@@ -1,8 +1,9 @@
 """The one loader: load or save any emocli model, choosing the architecture's loader by `emocli.json`.
 
 `LOADERS` maps each `architecture` to the function that loads it: plain transformers (`plain`), the
-custom heads and the small model (`heads`), a stack (`stack`), an ONNX export (`onnx_model`). The loaders import nothing above
-them; a stack gets `load_model` handed in to load its members.
+custom heads and the small model (`heads`), a stack (`stack`), an ensemble (`ensemble`), an ONNX export
+(`onnx_model`). The loaders import nothing above them; a stack or an ensemble gets `load_model` handed in to
+load its members.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emocli.errors import InputError
-from emocli.model import heads, onnx_model, plain, stack
+from emocli.model import ensemble, heads, onnx_model, plain, stack
 from emocli.model.info import (META_FILE, PROBLEM_TO_TASK, TASK_TO_PROBLEM, EmotionModel, ModelInfo, quiet_transformers,
                                read_model_info, write_model_info)
 from emocli.model.plain import load_for_finetune
@@ -21,11 +22,16 @@ def _load_stack(model_dir: Path, info: ModelInfo, *, device: str, dtype: str | N
     return stack.load_stack(model_dir, info, device=device, dtype=dtype, load_member=load_model)
 
 
+def _load_ensemble(model_dir: Path, info: ModelInfo, *, device: str, dtype: str | None) -> EmotionModel:
+    return ensemble.load_ensemble(model_dir, info, device=device, dtype=dtype, load_member=load_model)
+
+
 LOADERS: dict[str, Callable[..., EmotionModel]] = {
     "transformers": plain.load_transformers,
     **dict.fromkeys(heads.HEAD_ARCHITECTURES, heads.load_custom),
     stack.ARCHITECTURE: _load_stack,
     onnx_model.ARCHITECTURE: onnx_model.load_onnx,
+    ensemble.ARCHITECTURE: _load_ensemble,
 }
 
 
@@ -44,7 +50,8 @@ def load_model(model_dir: Path, spec: Any = None, *, device: str = "cpu", dtype:
 def save_model(out_dir: Path, module: Any, tokenizer: Any, info: ModelInfo) -> Path:
     """Write a model directory plus emocli.json: a custom module (built by `heads`) or a plain transformers one.
 
-    A stack is saved by its trainer (`emocli.model.stack.save_stack`), which also places its members."""
+    A stack or an ensemble is saved by its trainer (`emocli.model.stack.save_stack`,
+    `emocli.model.ensemble.save_ensemble`), which also places its members."""
     if heads.is_custom_module(module):
         return heads.save_custom(out_dir, module, tokenizer, info)
     return plain.save_transformers(out_dir, module, tokenizer, info)

@@ -16,30 +16,19 @@ torch is imported only inside functions, so loading a stack for `tag` pulls in n
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocli.errors import InputError, ModelNotFoundError
+from emocli.errors import ModelNotFoundError
 from emocli.model.heads import CONFIG_FILE, WEIGHTS_FILE, LabelledConfig
+from emocli.model.members import MEMBERS_DIR, MemberRef, bundle_members, load_spec_and_members, weights_fingerprint
 
 if TYPE_CHECKING:
     from emocli.model.stack_modules import StackMeta, StackModel
 
 ARCHITECTURE = "stack"
-MEMBERS_DIR = "members"
-
-
-@dataclass(frozen=True)
-class MemberRef:
-    ref: str  # what the user passed (registry name, Hub id or directory)
-    path: str  # absolute directory, or members/m<i> inside a bundled stack
-    fingerprint: str  # sha256 over the member's weight files
-    architecture: str
-    feature_dim: int
 
 
 @dataclass(frozen=True)
@@ -63,41 +52,6 @@ class StackSpec(LabelledConfig):
 
 
 
-# -- members -----------------------------------------------------------------------------------------------------
-
-def weights_fingerprint(model_dir: Path) -> str:
-    """sha256 over a model directory's weight files (names and bytes), e.g. model.safetensors."""
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise ModelNotFoundError(f"{model_dir}: no *.safetensors weights (emocli stacks safetensors models only)")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-
-def _member_path(stack_dir: Path, ref: MemberRef) -> Path:
-    path = Path(ref.path)
-    return path if path.is_absolute() else stack_dir / path
-
-
-def _check_member(stack_dir: Path, index: int, ref: MemberRef) -> Path:
-    path = _member_path(stack_dir, ref)
-    if not path.is_dir():
-        raise ModelNotFoundError(f"{stack_dir}: stack member {index + 1} ({ref.ref}) is gone from {path}",
-                                 hint="restore it, or rebuild the stack with --bundle to keep copies inside it")
-    fingerprint = weights_fingerprint(path)
-    if fingerprint != ref.fingerprint:
-        raise InputError(f"{stack_dir}: stack member {index + 1} ({ref.ref}) at {path} has changed since the stack "
-                         f"was trained (weights sha256 {fingerprint[:12]}, expected {ref.fingerprint[:12]})",
-                         hint="retrain the stack with `emocli stack`, or restore that member's weights")
-    return path
-
-
 # -- save / load -------------------------------------------------------------------------------------------------
 
 def save_stack(out_dir: Path, module: "StackModel", info, member_dirs: list[Path], bundle: bool) -> Path:
@@ -109,14 +63,7 @@ def save_stack(out_dir: Path, module: "StackModel", info, member_dirs: list[Path
     out_dir.mkdir(parents=True, exist_ok=True)
     spec: StackSpec = module.config
     if bundle:
-        refs = []
-        for i, (ref, source) in enumerate(zip(spec.members, member_dirs)):
-            target = out_dir / MEMBERS_DIR / f"m{i}"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("history.jsonl", "*.png"))
-            refs.append(replace(ref, path=f"{MEMBERS_DIR}/m{i}"))
-        spec = replace(spec, members=tuple(refs))
+        spec = replace(spec, members=bundle_members(out_dir, spec.members, member_dirs))
     save_weights(module.meta, out_dir / WEIGHTS_FILE)
     (out_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
     module.tokenizer.save_pretrained(out_dir)
@@ -131,15 +78,12 @@ def load_stack(model_dir: Path, info, *, device: str = "cpu", dtype: str | None 
     from safetensors.torch import load_model as load_safetensors
 
     from emocli.model.heads import load_tokenizer
-    from emocli.model.info import read_json, ready_model
+    from emocli.model.info import ready_model
     from emocli.model.stack_modules import StackModel
 
     model_dir = Path(model_dir)
-    spec = StackSpec.from_json(read_json(model_dir / CONFIG_FILE))
-    if spec.labels != tuple(info.labels):
-        raise InputError(f"{model_dir}: config.json and emocli.json name different labels")
-    members = [load_member(_check_member(model_dir, i, ref), device=device, dtype=dtype)
-               for i, ref in enumerate(spec.members)]
+    spec, members = load_spec_and_members(model_dir, info, StackSpec.from_json, load_member, device=device,
+                                          dtype=dtype, kind="stack")
     meta = new_meta(spec)
     weights = model_dir / WEIGHTS_FILE
     if not weights.exists():
@@ -157,4 +101,4 @@ def new_meta(spec: StackSpec) -> "StackMeta":
 
 
 
-__all__ = ["ARCHITECTURE", "MemberRef", "StackSpec", "load_stack", "save_stack", "weights_fingerprint"]
+__all__ = ["ARCHITECTURE", "MEMBERS_DIR", "MemberRef", "StackSpec", "load_stack", "save_stack", "weights_fingerprint"]

@@ -77,9 +77,10 @@ class DistillConfig:
     weight: float = 1.0  # of the distillation term next to the labelled loss
     max_texts: int = 20000  # a random sample of the unlabeled texts when there are more
     batch_size: int | None = None  # default: the labelled batch size
+    on_train_texts: bool = False  # distil on the training texts too (what `finetune --folds K --distill` does)
 
     def __post_init__(self):
-        if self.teacher and not self.unlabeled:
+        if self.teacher and not (self.unlabeled or self.on_train_texts):
             raise InputError("--teacher needs unlabeled texts to distil on", hint="pass --unlabeled FILE (repeatable)")
         if self.unlabeled and not self.teacher:
             raise InputError("--unlabeled is only used for distillation", hint="pass --teacher MODEL as well")
@@ -101,9 +102,32 @@ class DataSpec:
     drop_empty_labels: bool = False
 
 
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """`--folds K`: K cross-fitted members saved as one ensemble; `--distill`: then one student trained on its scores."""
+
+    folds: int = 1  # 1: one model
+    distill: bool = False
+    unlabeled: tuple[str, ...] = ()  # more texts for the student (CSV/Parquet with the text column)
+
+    def __post_init__(self):
+        if self.folds < 1:
+            raise InputError(f"--folds {self.folds} must be at least 2 (or 1 for a single model)")
+        if self.distill and self.folds < 2:
+            raise InputError("--distill distils a cross-fitted ensemble", hint="pass --folds K (K >= 2) as well")
+
+    @property
+    def enabled(self) -> bool:
+        return self.folds > 1
+
+
+# --recipe NAME: EnsembleConfig fields. Named for what they do: none is called "best" until the full protocol
+# (benchmarks/gpu/folds.sh) shows it wins (benchmarks/results/quality-folds-cpu-minilm.md has the CPU rows so far)
+RECIPES = {"default": {}, "folds5-distill": {"folds": 5, "distill": True}}
 SAMPLERS = ("shuffle", "label-balanced")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 DEFAULT_OUT = Path("emocli-model")
+HEADLINE_MIN_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -135,8 +159,17 @@ class TrainConfig:
     eval_batch_size: int = 64
     register: str | None = None
     progress: bool = True
+    # the headline: rows held out of everything (training, early stopping, thresholds), per language, unless
+    # dev_held_out declares --dev that part; 0 (or too few rows, < HEADLINE_MIN_ROWS): no honest figure, a warning
+    score_fraction: float = 0.1
+    dev_held_out: bool = False
+    ensemble: EnsembleConfig = EnsembleConfig()  # --folds / --distill (emocli.training.folds)
 
     def __post_init__(self):
+        if not 0.0 <= self.score_fraction < 0.5:
+            raise ValueError(f"score fraction {self.score_fraction} must lie in [0, 0.5)")
+        if self.dev_held_out and not self.dev:
+            raise InputError("--dev-held-out needs dev data", hint="pass --dev FILE")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.mixed_precision not in MIXED_PRECISION:

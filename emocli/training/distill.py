@@ -1,6 +1,7 @@
 """Distillation: a fine-tuned teacher's sigmoid scores on unlabeled texts as soft targets for a student.
 
-`finetune --teacher MODEL --unlabeled FILE...` adds, at every optimizer step, a BCE-with-soft-targets term
+`finetune --teacher MODEL --unlabeled FILE...` (and `finetune --folds K --distill`, whose teacher is the
+cross-fitted ensemble and whose texts include the training texts) adds, at every optimizer step, a BCE-with-soft-targets term
 on a batch of unlabeled texts to the labelled loss: loss = labelled + weight * BCE(student, teacher).
 The teacher scores each unlabeled text once (before training); its labels are matched to the student's
 by name.
@@ -88,14 +89,21 @@ class Distiller:
 _CACHE: dict[tuple, tuple[list[str], np.ndarray]] = {}
 
 
+def _distil_texts(config: DistillConfig, text_col: str, train_texts: list[str]) -> list[str]:
+    """The unlabeled files' texts, then (with on_train_texts) the training texts."""
+    texts = read_texts(config.unlabeled, text_col) if config.unlabeled else []
+    return texts + (list(train_texts) if config.on_train_texts else [])
+
+
 def prepare(config: DistillConfig, tokenizer, labels: tuple[str, ...], *, text_col: str, max_length: int,
-            batch_size: int, seed: int, device: str = "cpu") -> Distiller | None:
+            batch_size: int, seed: int, device: str = "cpu", train_texts: list[str] = ()) -> Distiller | None:
     """The Distiller for a fine-tune, or None without a teacher. Teacher scores are computed once per process."""
     if not config.enabled:
         return None
-    key = (config.teacher, config.unlabeled, config.max_texts, text_col, tuple(labels), seed)
+    train_key = hash(tuple(train_texts)) if config.on_train_texts else None
+    key = (config.teacher, config.unlabeled, config.max_texts, text_col, tuple(labels), seed, train_key)
     if key not in _CACHE:
-        texts = read_texts(config.unlabeled, text_col)
+        texts = _distil_texts(config, text_col, train_texts)
         if len(texts) > config.max_texts:
             keep = np.sort(np.random.default_rng(seed).choice(len(texts), config.max_texts, replace=False))
             texts = [texts[i] for i in keep]
@@ -108,4 +116,5 @@ def prepare(config: DistillConfig, tokenizer, labels: tuple[str, ...], *, text_c
 def describe(config: DistillConfig) -> dict:
     """What emocli.json records about the distillation."""
     return {"teacher": config.teacher, "unlabeled": [str(Path(p)) for p in config.unlabeled],
-            "weight": config.weight, "max_texts": config.max_texts} if config.enabled else {}
+            "on_train_texts": config.on_train_texts, "weight": config.weight,
+            "max_texts": config.max_texts} if config.enabled else {}

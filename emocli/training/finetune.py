@@ -21,7 +21,11 @@ import numpy as np
 
 from emocli.errors import InputError
 from emocli.progress import NullProgress, Progress, chosen
-from emocli.training.config import ThresholdConfig, TrainConfig  # the configs live there, numpy-free
+from emocli.training.config import (DistillConfig, EnsembleConfig, ThresholdConfig,  # the configs live there,
+                                    TrainConfig)  # numpy-free
+from emocli.training.distill import describe as describe_distillation
+from emocli.training.folds import ENSEMBLE_DIR, OPTIMISTIC_OOF, CrossFit, Member, cross_fit, fold_index, student_rows
+from emocli.training.holdout import OPTIMISTIC_DEV, Rows, headline, plan_rows
 from emocli.training.labelled import LabelledData, load_labelled
 from emocli.training.losses import label_cooccurrence
 from emocli.training.metrics import compute_metrics, macro_f1
@@ -43,8 +47,10 @@ class TrainResult:
     history: list[dict]
     threshold_source: str
     wall_s: float
-    train_rows: int
+    train_rows: int  # the rows that trained (after the headline's rows were held out)
     skipped_texts: int = 0
+    headline: dict | None = None  # scored on rows that trained, stopped and tuned nothing (or a warning why none)
+    extra: dict = field(default_factory=dict)  # the ensemble / distillation records
 
 
 @dataclass
@@ -270,7 +276,7 @@ def _prepare_loop(config: TrainConfig, base_dir: Path, train: LabelledData) -> t
     batches = _Batches(tokenizer, train, config.max_length)
     distiller = prepare_distillation(config.distill, tokenizer, train.labels, text_col=config.data.text_col,
                                      max_length=config.max_length, batch_size=config.batch_size, seed=config.seed,
-                                     device=str(accelerator.device))
+                                     device=str(accelerator.device), train_texts=train.texts)
     loader = _loader(batches, train, config)
     optimizer = torch.optim.AdamW(_parameter_groups(module, config), lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation)
@@ -377,18 +383,13 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
     return fit, (tokenizer, accelerator)
 
 
-def _kfold(n: int, k: int, seed: int) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    return [np.sort(part) for part in np.array_split(order, k)]
-
-
 def out_of_fold_scores(config: TrainConfig, base_dir: Path, train: LabelledData) -> np.ndarray:
     """Scores for every train row from a model that did not see it (k folds, same recipe, no early stopping)."""
     if config.thresholds.cv_folds < 2:
         raise InputError("--cv-folds must be at least 2")
     scores = np.zeros(train.targets.shape, dtype=np.float32)
     fold_config = replace(config, progress=False)
-    for held_out in _kfold(len(train), config.thresholds.cv_folds, config.seed):
+    for held_out in fold_index(len(train), config.thresholds.cv_folds, config.seed):
         rest = np.setdiff1d(np.arange(len(train)), held_out)
         fit, (tokenizer, accelerator) = _fit(fold_config, base_dir, train.subset(rest), None, None, NullProgress())
         part = train.subset(held_out)
@@ -426,52 +427,185 @@ def _config_record(config: TrainConfig) -> dict:
     return record
 
 
-def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out.
+def _single_thresholds(config: TrainConfig, base_dir: Path, rows: Rows, fit: _Fit, source: str) -> np.ndarray:
+    if source == "fixed":
+        return np.full(len(rows.fit.labels), config.thresholds.fixed)
+    if source == "dev":
+        return tune_thresholds(fit.dev_scores, rows.tune.targets, rows.tune.mask, config.thresholds)
+    return tune_thresholds(out_of_fold_scores(config, base_dir, rows.fit), rows.fit.targets, rows.fit.mask,
+                           config.thresholds)
 
-    The loop reports to `progress` (default: emocli.progress.current()); none with config.progress False.
-    """
-    from emocli.languages import normalize_languages
+
+def _score_rows(module, tokenizer, rows: Rows, config: TrainConfig, accelerator) -> np.ndarray | None:
+    """A trained module's scores on the headline rows (None without them)."""
+    if rows.score is None:
+        return None
+    return _scores(module, tokenizer, rows.fit.labels, rows.score.texts, config, accelerator.autocast)
+
+
+@dataclass
+class _Outcome:
+    """What one recipe (one model, an ensemble, a distilled student) hands back to be described and saved."""
+
+    thresholds: np.ndarray
+    source: str
+    best_epoch: int
+    history: list[dict]
+    dev_metrics: dict | None  # scored on the rows that chose the epoch and the thresholds
+    headline: dict
+    extra: dict
+    save: Any  # save(info): write the model to config.out
+    is_main: bool = True
+    curves: bool = True  # an ensemble's members draw their own
+
+
+def _finetune_single(config: TrainConfig, base_dir: Path, rows: Rows, out_dir: Path, progress: Progress,
+                     info_for=None) -> _Outcome:
+    source = choose_threshold_source(config.thresholds, rows.tune)
+    fit, (tokenizer, accelerator) = _fit(config, base_dir, rows.fit, rows.tune, out_dir, progress)
+    thresholds = _single_thresholds(config, base_dir, rows, fit, source)
+    dev_metrics = (compute_metrics(fit.dev_scores, rows.tune.targets, rows.tune.mask, thresholds, rows.tune.labels)
+                   if rows.tune is not None and fit.dev_scores is not None else None)
+    score = headline(rows, _score_rows(fit.module, tokenizer, rows, config, accelerator), thresholds,
+                     config.score_fraction)
+
+    def save(info) -> None:
+        from emocli.model.io import save_model
+
+        save_model(out_dir, fit.module, tokenizer, info)
+
+    return _Outcome(thresholds, source, fit.best_epoch, fit.history, dev_metrics, score, {}, save,
+                    accelerator.is_main_process)
+
+
+def _member_trainer(config: TrainConfig, base_dir: Path, rows: Rows, ensemble_dir: Path, progress: Progress):
+    """train_member(i, part, held) for folds.cross_fit: _fit on part, early-stopped on held, saved as member i."""
+    from emocli.model.ensemble import member_dir
     from emocli.model.io import ModelInfo, save_model
 
+    def train_member(i: int, part: LabelledData, held: LabelledData) -> Member:
+        member_config = replace(config, seed=config.seed + i)
+        out = member_dir(ensemble_dir, i)
+        fit, (tokenizer, accelerator) = _fit(member_config, base_dir, part, held, out, progress)
+        thresholds = (np.full(len(part.labels), config.thresholds.fixed) if config.thresholds.mode == "fixed" else
+                      tune_thresholds(fit.dev_scores, held.targets, held.mask, config.thresholds))
+        info = ModelInfo(labels=part.labels, thresholds=tuple(round(float(t), 4) for t in thresholds),
+                         max_length=config.max_length,
+                         extra={"ensemble_member": {"index": i, "seed": member_config.seed, "train_rows": len(part),
+                                                    "fold_rows": len(held)}, "best_epoch": fit.best_epoch,
+                                "threshold_source": "its own fold"})
+        if accelerator.is_main_process:
+            save_model(out, fit.module, tokenizer, info)
+            _write_curves(fit.history, out)
+        return Member(out, member_config.seed, fit.best_epoch, fit.dev_scores,
+                      _score_rows(fit.module, tokenizer, rows, config, accelerator), fit.history,
+                      config.architecture.name)
+
+    return train_member
+def _finetune_folds(config: TrainConfig, base_dir: Path, rows: Rows, out_dir: Path, progress: Progress,
+                    info_for) -> _Outcome:
+    """--folds K: the cross-fitted ensemble, thresholds on its out-of-fold scores; with --distill, its student.
+
+    info_for(outcome) -> the ModelInfo that describes an outcome (the ensemble is saved before its student trains)."""
+    from emocli.model.ensemble import member_dir, save_ensemble
+    from emocli.model.heads import load_tokenizer
+
+    ensemble_dir = out_dir / ENSEMBLE_DIR if config.ensemble.distill else out_dir
+    cross = cross_fit(rows.fit, config.ensemble.folds, config.seed,
+                      _member_trainer(config, base_dir, rows, ensemble_dir, progress), progress)
+    thresholds = (np.full(len(rows.fit.labels), config.thresholds.fixed) if config.thresholds.mode == "fixed" else
+                  tune_thresholds(cross.oof, rows.fit.targets, rows.fit.mask, config.thresholds))
+    oof_metrics = {"note": OPTIMISTIC_OOF, **compute_metrics(cross.oof, rows.fit.targets, rows.fit.mask, thresholds,
+                                                              rows.fit.labels)}
+    score = headline(rows, cross.score_scores(), thresholds, config.score_fraction)
+    source = "fixed" if config.thresholds.mode == "fixed" else "out-of-fold"
+    extra = {"ensemble": {**cross.record(), "out_of_fold_metrics": oof_metrics}}
+    best_epoch = int(np.median([m.best_epoch for m in cross.members]))
+
+    def save(info) -> None:
+        save_ensemble(ensemble_dir, load_tokenizer(member_dir(ensemble_dir, 0)), info,
+                      [f"member {i + 1} (fold {i + 1} held out)" for i in range(len(cross.members))],
+                      [m.architecture for m in cross.members])
+
+    ensemble = _Outcome(thresholds, source, best_epoch, cross.history(), None, score, extra, save, curves=False)
+    if not config.ensemble.distill:
+        return ensemble
+    ensemble.save(info_for(ensemble))  # the teacher must be on disk before the student's distiller loads it
+    return _distil_student(config, base_dir, rows, out_dir, progress, cross, ensemble, ensemble_dir)
+
+
+def _distil_student(config: TrainConfig, base_dir: Path, rows: Rows, out_dir: Path, progress: Progress,
+                    cross: CrossFit, ensemble: _Outcome, ensemble_dir: Path) -> _Outcome:
+    """One model of the base's size trained on the ensemble's scores (the distillation of --teacher, one code path)."""
+    progress.log(f"student: distilling the {len(cross.members)}-member ensemble")
+    thresholds = config.thresholds if config.thresholds.mode == "fixed" else replace(config.thresholds, source="dev")
+    student_config = replace(config, ensemble=EnsembleConfig(), thresholds=thresholds, distill=DistillConfig(
+        teacher=str(ensemble_dir), unlabeled=config.ensemble.unlabeled, on_train_texts=True,
+        weight=config.distill.weight, max_texts=config.distill.max_texts))
+    part, held = student_rows(rows.fit, cross)
+    student = _finetune_single(student_config, base_dir, Rows(part, held, rows.score, rows.scored_on), out_dir,
+                               progress)
+    student.source = "the student's held-out fold" if student.source == "dev" else student.source
+    student.dev_metrics = None  # that fold chose the student's epoch and thresholds: reported only in emocli.json
+    student.extra = {"distilled_from": {"ensemble": ENSEMBLE_DIR, "headline": ensemble.headline, **cross.record(),
+                                        "distill": describe_distillation(student_config.distill),
+                                        "student_train_rows": len(part), "student_tune_rows": len(held)},
+                     "ensemble": ensemble.extra["ensemble"]}
+    return student
+
+
+def _model_info(config: TrainConfig, train: LabelledData, dev: LabelledData | None, rows: Rows, base: dict,
+                outcome: _Outcome):
+    from emocli.languages import normalize_languages
+    from emocli.model.io import ModelInfo
+
+    return ModelInfo(
+        labels=train.labels, thresholds=tuple(round(float(t), 4) for t in outcome.thresholds), task="multi_label",
+        max_length=config.max_length,
+        extra={
+            "languages": normalize_languages(train.language_set),  # ISO 639-3; None: the data names none
+            "base_model": base, "loss": asdict(config.loss), "sampler": config.sampler,
+            "threshold_config": asdict(config.thresholds), "threshold_source": outcome.source,
+            "training": _config_record(config), "best_epoch": outcome.best_epoch,
+            "data": {"train": train.fingerprints, "dev": dev.fingerprints if dev else {},
+                     "train_rows": len(train), "dev_rows": len(dev) if dev else 0,
+                     "fit_rows": len(rows.fit), "score_rows": len(rows.score) if rows.score is not None else 0,
+                     "skipped_texts": train.skipped_texts + (dev.skipped_texts if dev else 0),
+                     "dropped_labels": list(train.dropped_labels), "languages": train.language_set},
+            "headline": outcome.headline,
+            "dev_metrics": outcome.dev_metrics,
+            "dev_metrics_note": OPTIMISTIC_DEV if outcome.dev_metrics else None,
+            **outcome.extra,
+        },
+    )
+
+
+def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Fine-tune a base encoder on labelled files and save a transformers dir + emocli.json in config.out
+    (with config.ensemble: a cross-fitted ensemble, or its distilled student).
+
+    The quality it reports first (`headline`) is scored on rows held out of everything (emocli.training.holdout).
+    The loop reports to `progress` (default: emocli.progress.current()); none with config.progress False.
+    """
     progress = chosen(progress) if config.progress else NullProgress()
     started = time.perf_counter()
     train, dev = load_training_data(config)
     resolved, base = _base_info(config.base)
     out_dir = Path(config.out)
-    source = choose_threshold_source(config.thresholds, dev)
-    fit, (tokenizer, accelerator) = _fit(config, resolved.path, train, dev, out_dir, progress)
-    if source == "fixed":
-        thresholds = np.full(len(train.labels), config.thresholds.fixed)
-    elif source == "dev":
-        thresholds = tune_thresholds(fit.dev_scores, dev.targets, dev.mask, config.thresholds)
-    else:
-        thresholds = tune_thresholds(out_of_fold_scores(config, resolved.path, train), train.targets, train.mask,
-                                     config.thresholds)
-    dev_metrics = (compute_metrics(fit.dev_scores, dev.targets, dev.mask, thresholds, dev.labels)
-                   if dev is not None and fit.dev_scores is not None else None)
-    info = ModelInfo(
-        labels=train.labels, thresholds=tuple(round(float(t), 4) for t in thresholds), task="multi_label",
-        max_length=config.max_length,
-        extra={
-            "languages": normalize_languages(train.language_set),  # ISO 639-3; None: the data names none
-            "base_model": base, "loss": asdict(config.loss), "sampler": config.sampler,
-            "threshold_config": asdict(config.thresholds), "threshold_source": source,
-            "training": _config_record(config), "best_epoch": fit.best_epoch,
-            "data": {"train": train.fingerprints, "dev": dev.fingerprints if dev else {},
-                     "train_rows": len(train), "dev_rows": len(dev) if dev else 0,
-                     "skipped_texts": train.skipped_texts + (dev.skipped_texts if dev else 0),
-                     "dropped_labels": list(train.dropped_labels), "languages": train.language_set},
-            "dev_metrics": dev_metrics,
-        },
-    )
-    if accelerator.is_main_process:
-        save_model(out_dir, fit.module, tokenizer, info)
-        _write_curves(fit.history, out_dir)
+    rows = plan_rows(config, train, dev)
+    recipe = _finetune_folds if config.ensemble.enabled else _finetune_single
+    outcome = recipe(config, resolved.path, rows, out_dir, progress,
+                     lambda outcome: _model_info(config, train, dev, rows, base, outcome))
+    info = _model_info(config, train, dev, rows, base, outcome)
+    if outcome.is_main:
+        outcome.save(info)
+        if outcome.curves:
+            _write_curves(outcome.history, out_dir)
         if config.register:
             register_finetuned(config.register, out_dir, info, base["name"])
-    return TrainResult(out_dir, train.labels, info.thresholds, dev_metrics, fit.best_epoch, fit.history, source,
-                       time.perf_counter() - started, len(train), train.skipped_texts)
+    return TrainResult(out_dir, train.labels, info.thresholds, outcome.dev_metrics, outcome.best_epoch,
+                       outcome.history, outcome.source, time.perf_counter() - started, len(rows.fit),
+                       train.skipped_texts, outcome.headline, outcome.extra)
 
 
 def _write_curves(history: list[dict], out_dir: Path) -> None:

@@ -13,8 +13,9 @@ from emocli.cli.options import (DeviceOpt, IdColOpt, JsonOpt, ModelOpt, QuietOpt
                                 json_option)
 from emocli.errors import InputError
 from emocli.model.heads import ARCHS, HEADS, SMALL_LEARNING_RATE, ArchitectureConfig
-from emocli.training.config import (CLASS_WEIGHTS, LOSSES, MIXED_PRECISION, SAMPLERS, THRESHOLD_MODES, THRESHOLD_SOURCES,
-                                    DataSpec, DistillConfig, EvalConfig, LossConfig, ThresholdConfig, TrainConfig)
+from emocli.training.config import (CLASS_WEIGHTS, LOSSES, MIXED_PRECISION, RECIPES, SAMPLERS, THRESHOLD_MODES,
+                                    THRESHOLD_SOURCES, DataSpec, DistillConfig, EnsembleConfig, EvalConfig, LossConfig,
+                                    ThresholdConfig, TrainConfig)
 from emocli.cli.progress import progress_for
 from emocli.cli.console import err_console, out_console, print_json
 
@@ -27,6 +28,7 @@ ThresholdSource = choices("ThresholdSource", THRESHOLD_SOURCES)
 Precision = choices("Precision", MIXED_PRECISION)
 Arch = choices("Arch", ARCHS)
 Head = choices("Head", HEADS)
+Recipe = choices("Recipe", tuple(RECIPES))
 
 
 class EvalThresholds(str, Enum):
@@ -69,9 +71,18 @@ def _train_inputs(train: Optional[list[str]]) -> tuple[str, ...]:
     return guessed
 
 
+def _ensemble_config(o) -> EnsembleConfig:
+    """--recipe NAME sets --folds/--distill; flags given explicitly win over it."""
+    recipe = RECIPES[o.recipe or "default"]
+    folds = o.folds if o.folds is not None else recipe.get("folds", default_of(EnsembleConfig, "folds"))
+    distill = o.distill if o.distill is not None else recipe.get("distill", False)
+    return EnsembleConfig(folds=folds, distill=distill, unlabeled=tuple(o.unlabeled or ()) if distill else ())
+
+
 def train_config(flags: dict) -> TrainConfig:
     """The TrainConfig that `finetune`'s flags describe (values as Typer passes them, or as click parsed them)."""
     o = SimpleNamespace(**{name: getattr(value, "value", value) for name, value in flags.items()})
+    ensemble = _ensemble_config(o)
     return _build(
         TrainConfig, train=_train_inputs(o.train), dev=tuple(o.dev or ()), out=o.out, base=o.base,
         data=_build(DataSpec, text_col=o.text_col, id_col=o.id_col, labels=_split_labels(o.labels),
@@ -82,7 +93,9 @@ def train_config(flags: dict) -> TrainConfig:
         thresholds=_build(ThresholdConfig, mode=o.thresholds, fixed=o.threshold, source=o.threshold_source,
                           cv_folds=o.cv_folds),
         architecture=ArchitectureConfig(arch=o.arch, head=o.head),
-        distill=DistillConfig(teacher=o.teacher, unlabeled=tuple(o.unlabeled or ()), weight=o.distill_weight),
+        distill=DistillConfig(teacher=o.teacher, unlabeled=() if ensemble.distill else tuple(o.unlabeled or ()),
+                              weight=o.distill_weight),
+        ensemble=ensemble, score_fraction=o.score_fraction, dev_held_out=o.dev_held_out,
         sampler=o.sampler, epochs=o.epochs, batch_size=o.batch_size,
         learning_rate=o.lr if o.lr is not None else (SMALL_LEARNING_RATE if o.arch == "small"
                                                      else _train("learning_rate")),
@@ -129,7 +142,12 @@ def finetune_command(
     arch: Arch = typer.Option(Arch(default_of(ArchitectureConfig, "arch")), "--arch", help="transformer: fine-tune the base encoder; small: conv/BiLSTM/attention on the base's embeddings, far faster on CPU."),
     head: Head = typer.Option(Head(default_of(ArchitectureConfig, "head")), "--head", help="Head on the encoder's token states (custom heads load with emocli, not plain transformers)."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Distil this fine-tuned model's scores on --unlabeled texts into the new model."),
-    unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher; repeatable."),
+    unlabeled: Optional[list[str]] = typer.Option(None, "--unlabeled", help="Unlabeled CSV/Parquet file(s) for --teacher or --distill; repeatable."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="Cross-fit K members (each on K-1 folds of train + dev, early-stopped on its own fold), thresholds on their out-of-fold scores; saved as one ensemble (mean probability). Costs K trainings."),
+    distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="With --folds: then train one student of the base's size on the ensemble's scores over the training (+ --unlabeled) texts, so `tag` runs one model; the ensemble is kept in OUT/ensemble."),
+    recipe: Optional[Recipe] = typer.Option(None, "--recipe", help="A named recipe: folds5-distill = --folds 5 --distill; default = one model."),
+    score_fraction: float = typer.Option(_train("score_fraction"), "--score-fraction", help="Share of the labelled rows (per language) held out of training, early stopping and thresholds to score the printed quality on; 0: none (then every figure is optimistic)."),
+    dev_held_out: bool = typer.Option(_train("dev_held_out"), "--dev-held-out", help="Use --dev only to score the printed quality (nothing trains, stops or tunes on it)."),
     distill_weight: float = typer.Option(default_of(DistillConfig, "weight"), "--distill-weight", help="Weight of the distillation loss next to the labelled loss."),
     register: Optional[str] = typer.Option(None, "--register", help="Add the model to your registry under NAME and make it your default for `tag`."),
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="ORG/NAME", help="Then push the model with its card, as `emocli push OUT ORG/NAME` does (token and repo id checked before training)."),
@@ -149,7 +167,10 @@ def finetune_command(
         "out": str(result.out_dir), "labels": list(result.labels), "thresholds": list(result.thresholds),
         "threshold_source": result.threshold_source, "best_epoch": result.best_epoch,
         "train_rows": result.train_rows, "skipped_texts": result.skipped_texts, "wall_s": round(result.wall_s, 1),
-        "dev_metrics": result.dev_metrics, "registered": register,
+        "headline": result.headline, "dev_metrics": result.dev_metrics, "registered": register,
+        **({"ensemble": {k: v for k, v in result.extra["ensemble"].items() if k != "out_of_fold_metrics"},
+            "out_of_fold_macro_f1": result.extra["ensemble"]["out_of_fold_metrics"]["macro_f1"]}
+           if "ensemble" in result.extra else {}),
     }
     if as_json:
         if push_to_hub:
@@ -170,29 +191,42 @@ def _push_finetuned(out_dir: Path, repo: str, *, quiet: bool):
     return push_model(PushConfig(model=str(out_dir), repo_id=repo), progress_for(quiet))
 
 
+def _f1_cells(metrics: dict | None, label: str) -> list[str]:
+    m = (metrics or {}).get("per_class", {}).get(label)
+    return [f"{m['f1']:.3f}", str(m["support"])] if m else ["-", "-"]
+
+
 def _print_finetune(summary: dict) -> None:
     from rich.table import Table
 
-    metrics = summary["dev_metrics"]
+    held_out = summary["headline"] if summary["headline"] and summary["headline"].get("scored_on") else None
+    tuned = summary["dev_metrics"]
     table = Table(title=f"model saved to {summary['out']}", title_justify="left")
     table.add_column("label")
     table.add_column("threshold", justify="right")
-    if metrics:
-        table.add_column("dev F1", justify="right")
-        table.add_column("support", justify="right")
-    for label, value in zip(summary["labels"], summary["thresholds"]):
-        row = [label, f"{value:.2f}"]
+    for name, metrics in (("held-out", held_out), ("dev-tuned", tuned)):
         if metrics:
-            m = metrics["per_class"].get(label)
-            row += [f"{m['f1']:.3f}", str(m["support"])] if m else ["-", "-"]
-        table.add_row(*row)
+            table.add_column(f"{name} F1", justify="right")
+            table.add_column("support", justify="right")
+    for label, value in zip(summary["labels"], summary["thresholds"]):
+        table.add_row(label, f"{value:.2f}", *(cell for metrics in (held_out, tuned) if metrics
+                                               for cell in _f1_cells(metrics, label)))
     out_console.print(table)
-    line = (f"best epoch {summary['best_epoch']}, thresholds from {summary['threshold_source']}, "
-            f"{summary['train_rows']} train rows ({summary['skipped_texts']} empty texts skipped), "
-            f"{summary['wall_s']:.0f}s")
-    if metrics:
-        line = f"dev macro-F1 {metrics['macro_f1']:.3f}, micro-F1 {metrics['micro_f1']:.3f}; " + line
-    out_console.print(line)
+    if held_out:
+        out_console.print(f"held-out macro-F1 {held_out['macro_f1']:.3f}, micro-F1 {held_out['micro_f1']:.3f} on "
+                          f"{held_out['scored_on']}: they trained, stopped and tuned nothing")
+    elif summary["headline"]:
+        err_console.print(f"[yellow]warning:[/] {summary['headline']['warning']}")
+    if tuned:
+        out_console.print(f"dev-tuned macro-F1 {tuned['macro_f1']:.3f}, micro-F1 {tuned['micro_f1']:.3f} "
+                          f"(optimistic: these dev rows chose the epoch and the thresholds)")
+    if "out_of_fold_macro_f1" in summary:
+        out_console.print(f"out-of-fold macro-F1 {summary['out_of_fold_macro_f1']:.3f} over "
+                          f"{summary['ensemble']['folds']} folds (optimistic: each fold stopped its member and "
+                          f"all tuned the thresholds)")
+    out_console.print(f"best epoch {summary['best_epoch']}, thresholds from {summary['threshold_source']}, "
+                      f"{summary['train_rows']} rows trained ({summary['skipped_texts']} empty texts skipped), "
+                      f"{summary['wall_s']:.0f}s")
     if summary["registered"]:
         out_console.print(f"registered as {summary['registered']!r} (now your default model for `emocli tag`)")
 
