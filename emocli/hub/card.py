@@ -100,6 +100,15 @@ def dev_results(info: ModelInfo) -> list[DevResult]:
     return [DevResult(language, metrics.get("rows"), float(metrics["macro_f1"]), float(metrics["micro_f1"]))]
 
 
+def held_out_result(info: ModelInfo) -> DevResult | None:
+    """finetune's headline: the saved model on training rows held out of everything (none chose the epoch or
+    the thresholds); None for models trained without it."""
+    headline = info.extra.get("headline") or {}
+    if not headline.get("scored_on") or headline.get("macro_f1") is None:
+        return None
+    return DevResult(None, headline.get("rows"), float(headline["macro_f1"]), float(headline["micro_f1"]))
+
+
 def emocli_only(info: ModelInfo) -> bool:
     """Custom heads, the small model and stacks are no transformers class: only emocli loads them."""
     return info.architecture != "transformers"
@@ -111,6 +120,15 @@ def _eval_results(info: ModelInfo, dataset: str | None) -> list:
     from huggingface_hub import EvalResult
 
     results = []
+    held_out = held_out_result(info)
+    if held_out is not None:
+        for name, average, value in (("macro-F1", "macro", held_out.macro_f1), ("micro-F1", "micro", held_out.micro_f1)):
+            results.append(EvalResult(
+                task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=dataset or "local",
+                dataset_name=f"{'BRIGHTER' if dataset == BRIGHTER_DATASET else 'training data'} (held-out rows)",
+                dataset_split="held-out train rows", metric_type="f1", metric_name=name,
+                metric_args={"average": average}, metric_value=round(value, 4),
+            ))
     for result in dev_results(info):
         where = result.language or "all dev languages pooled"
         for name, average, value in (("macro-F1", "macro", result.macro_f1), ("micro-F1", "micro", result.micro_f1)):
@@ -208,16 +226,27 @@ def _usage_section(info: ModelInfo, repo_id: str) -> str:
     ])
 
 
+def _held_out_lines(info: ModelInfo) -> list[str]:
+    held_out = held_out_result(info)
+    if held_out is None:
+        return []
+    scored_on = (info.extra.get("headline") or {}).get("scored_on")
+    return [f"**Held-out figure** ({scored_on}; these rows trained, stopped and tuned nothing): macro-F1 "
+            f"{held_out.macro_f1:.3f}, micro-F1 {held_out.micro_f1:.3f} over {_fmt(held_out.rows)} rows.", ""]
+
+
 def _evaluation_section(info: ModelInfo) -> str:
     results = dev_results(info)
     if not results:
-        return "## Evaluation\n\nNo dev set was given to `emocli finetune`: there are no quality figures for this model."
+        held_out = _held_out_lines(info)
+        return "\n".join(["## Evaluation", "", *(held_out or
+                           ["No dev set was given to `emocli finetune`: there are no quality figures for this model."])])
     rows = [[r.language or "all (pooled)", _fmt(r.rows), _fmt(r.macro_f1), _fmt(r.micro_f1)] for r in results]
     caveats = ["the dev set chose the best epoch (early stopping)"]
     if info.extra.get("threshold_source") == "dev":
         caveats.append("the thresholds were tuned on it")
     lines = [
-        "## Evaluation", "",
+        "## Evaluation", "", *_held_out_lines(info),
         "Measured by `emocli finetune` on the dev files listed under *Training data*, at the thresholds above:", "",
         _table(["dev language", "rows", "macro-F1", "micro-F1"], rows), "",
         f"**These figures are optimistic**: {' and '.join(caveats)}, so they overstate how the model does on "
