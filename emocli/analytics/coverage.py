@@ -155,6 +155,11 @@ def _model_languages(group: RunGroup) -> tuple[str, ...] | None:
 def _model_coverage(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], where: str | None) -> ModelCoverage:
     column = language_column(store, group)
     model_languages = _model_languages(group)
+    if model_languages is None:  # nothing can be told inside or outside: spare the two scans of the table
+        return _with_message(ModelCoverage(
+            model=group.name, run_ids=group.run_ids, model_languages=None, language_column=column,
+            inside_values=(), outside_languages=(), languages=(), groups=(),
+            group_columns=tuple(g.alias for g in groups), message=None), groups)
     values = _distinct_values(store, group, column) if column else []
     inside = tuple(v for v in values if is_covered(v, model_languages))
     unknown = tuple(v for v in values if is_covered(v, model_languages) is None)
@@ -201,12 +206,14 @@ def _with_message(result: ModelCoverage, groups: Sequence[GroupBy]) -> ModelCove
 
 def warning_line(result: ModelCoverage, groups: Sequence[GroupBy]) -> str | None:
     """The one line naming what is outside the model's languages; None when nothing is (or nothing is known)."""
-    if result.language_column is None or not result.groups:
+    if result.language_column is None:
         return None
     if result.model_languages is None:
         if any(g.column == result.language_column for g in groups):
             return (f"{result.model}'s training languages are unknown: scores per {result.language_column} "
                     "may not be comparable")
+        return None
+    if not result.groups:
         return None
     trained = ", ".join(result.model_languages)
     flagged = result.flagged_groups
