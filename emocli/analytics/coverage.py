@@ -147,26 +147,28 @@ def language_column(store: OpenTable, group: RunGroup) -> str | None:
     return next((c for c in LEGACY_LANGUAGE_COLUMNS if c in store.columns), None)
 
 
-def _model_languages(group: RunGroup) -> tuple[str, ...] | None:
+def model_languages(group: RunGroup) -> tuple[str, ...] | None:
+    """The run group's model's training languages (ISO 639-3, as `runs.model_languages` records them); None
+    when unknown."""
     languages = {run.model_languages for run in group.runs}
     return next(iter(languages)) if len(languages) == 1 else None  # runs of one model agree; if not: unknown
 
 
 def _model_coverage(store: OpenTable, group: RunGroup, groups: Sequence[GroupBy], where: str | None) -> ModelCoverage:
     column = language_column(store, group)
-    model_languages = _model_languages(group)
-    if model_languages is None:  # nothing can be told inside or outside: spare the two scans of the table
+    trained = model_languages(group)
+    if trained is None:  # nothing can be told inside or outside: spare the two scans of the table
         return _with_message(ModelCoverage(
             model=group.name, run_ids=group.run_ids, model_languages=None, language_column=column,
             inside_values=(), outside_languages=(), languages=(), groups=(),
             group_columns=tuple(g.alias for g in groups), message=None), groups)
     values = _distinct_values(store, group, column) if column else []
-    inside = tuple(v for v in values if is_covered(v, model_languages))
-    unknown = tuple(v for v in values if is_covered(v, model_languages) is None)
-    outside_values = [v for v in values if is_covered(v, model_languages) is False]
+    inside = tuple(v for v in values if is_covered(v, trained))
+    unknown = tuple(v for v in values if is_covered(v, trained) is None)
+    outside_values = [v for v in values if is_covered(v, trained) is False]
     per_group = _group_counts(store, group, groups, where, column, inside, unknown) if column else ()
     result = ModelCoverage(
-        model=group.name, run_ids=group.run_ids, model_languages=model_languages, language_column=column,
+        model=group.name, run_ids=group.run_ids, model_languages=trained, language_column=column,
         inside_values=inside, outside_languages=tuple(sorted({to_iso639_3(v) for v in outside_values})),
         languages=tuple(sorted({to_iso639_3(v) for v in values} - {UNDETERMINED})), groups=per_group,
         group_columns=tuple(g.alias for g in groups), message=None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from emocli.analytics.groups import TIME_BUCKETS, GroupBy, parse_group_by
-from emocli.analytics.coverage import MOSTLY_OUTSIDE
+from emocli.analytics.coverage import MOSTLY_OUTSIDE, model_languages
 from emocli.analytics.queries import (OUTSIDE_COLUMN, CooccurRequest, ExamplesRequest, Frame, SummaryRequest,
                                       cooccurrence, examples, summarize)
 from emocli.analytics.source import OpenTable, RunGroup, open_table, run_filter, select_run_groups
@@ -26,7 +26,6 @@ from emocli.config import DEFAULT_DB, DEFAULT_TABLE
 from emocli.errors import InputError
 from emocli.progress import Progress, chosen
 from emocli.store.core import quote as quote_ident
-from emocli.store.runs import RUNS_TABLE
 
 COOCCUR_MEASURES = ("lift", "jaccard")
 DEFAULT_BY = "language"  # what `emocli tag` keeps from the README's corpus
@@ -144,13 +143,6 @@ def bucket_for(first: dt.datetime, last: dt.datetime) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # the model's training languages
-
-
-def model_languages(group: RunGroup) -> tuple[str, ...] | None:
-    """The languages the runs' model was trained on (ISO 639-3, as `runs.model_languages` records them); None
-    when unknown."""
-    known = [language for run in group.runs for language in (run.model_languages or ())]
-    return tuple(dict.fromkeys(known)) or None
 
 
 def mostly_outside(record: dict[str, Any]) -> bool:

@@ -10,14 +10,14 @@ same token ids it feeds any model; the members' formats, fingerprints and bundli
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from emocli.errors import InputError
-from emocli.model.heads import CONFIG_FILE, LabelledConfig
-from emocli.model.members import MemberRef, bundled_path, load_spec_and_members, weights_fingerprint
+from emocli.model.heads import LabelledConfig
+from emocli.model.members import (MemberRef, bundled_path, load_spec_and_members, save_spec_and_info,
+                                  weights_fingerprint)
 
 ARCHITECTURE = "ensemble"
 
@@ -44,15 +44,11 @@ def member_dir(out_dir: Path, index: int) -> Path:
 
 def save_ensemble(out_dir: Path, tokenizer, info, member_names: list[str], architectures: list[str]) -> Path:
     """Write the ensemble around members already saved in member_dir(out_dir, i); -> out_dir."""
-    from emocli.model.info import write_model_info
-
     out_dir = Path(out_dir)
     refs = tuple(MemberRef(name, bundled_path(i), weights_fingerprint(member_dir(out_dir, i)), arch)
                  for i, (name, arch) in enumerate(zip(member_names, architectures)))
     spec = EnsembleSpec(tuple(info.labels), refs)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
-    tokenizer.save_pretrained(out_dir)
-    write_model_info(out_dir, replace(info, architecture=ARCHITECTURE))
+    save_spec_and_info(out_dir, spec, tokenizer, info, ARCHITECTURE)
     return out_dir
 
 

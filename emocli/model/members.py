@@ -101,5 +101,18 @@ def load_spec_and_members(model_dir: Path, info, from_json, load_member, *, devi
     return spec, load_members(model_dir, spec.members, load_member, device=device, dtype=dtype, kind=kind)
 
 
+def save_spec_and_info(out_dir: Path, spec, tokenizer, info, architecture: str) -> None:
+    """The counterpart of `load_spec_and_members`: a stack's or an ensemble's config.json (`spec.to_json()`), its
+    tokenizer, and emocli.json naming its architecture."""
+    import json
+
+    from emocli.model.heads import CONFIG_FILE
+    from emocli.model.info import write_model_info
+
+    (Path(out_dir) / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
+    tokenizer.save_pretrained(out_dir)
+    write_model_info(out_dir, replace(info, architecture=architecture))
+
+
 __all__ = ["MEMBERS_DIR", "MemberRef", "bundle_members", "bundled_path", "check_member", "load_members",
-           "load_spec_and_members", "member_path", "weights_fingerprint"]
+           "load_spec_and_members", "member_path", "save_spec_and_info", "weights_fingerprint"]

@@ -16,14 +16,14 @@ torch is imported only inside functions, so loading a stack for `tag` pulls in n
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocli.errors import ModelNotFoundError
-from emocli.model.heads import CONFIG_FILE, WEIGHTS_FILE, LabelledConfig
-from emocli.model.members import MEMBERS_DIR, MemberRef, bundle_members, load_spec_and_members, weights_fingerprint
+from emocli.model.heads import WEIGHTS_FILE, LabelledConfig
+from emocli.model.members import (MEMBERS_DIR, MemberRef, bundle_members, load_spec_and_members, save_spec_and_info,
+                                  weights_fingerprint)
 
 if TYPE_CHECKING:
     from emocli.model.stack_modules import StackMeta, StackModel
@@ -57,17 +57,13 @@ class StackSpec(LabelledConfig):
 def save_stack(out_dir: Path, module: "StackModel", info, member_dirs: list[Path], bundle: bool) -> Path:
     """Write the stack directory; with bundle, copy the members into it and reference them relatively."""
     from emocli.model.heads import save_weights
-    from emocli.model.info import write_model_info
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec: StackSpec = module.config
     if bundle:
         spec = replace(spec, members=bundle_members(out_dir, spec.members, member_dirs))
     save_weights(module.meta, out_dir / WEIGHTS_FILE)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
-    module.tokenizer.save_pretrained(out_dir)
-    write_model_info(out_dir, replace(info, architecture=ARCHITECTURE))
+    save_spec_and_info(out_dir, spec, module.tokenizer, info, ARCHITECTURE)
     return out_dir
 
 
