@@ -108,13 +108,15 @@ def test_push_then_pull_gives_the_same_model_and_a_card_with_its_metadata(cli, h
     lfs_puts = [r.path for r in hub.requests if r.method == "PUT"]
     assert len(lfs_puts) == 1 and set(hub.lfs_objects.values()) == {pushed["model.safetensors"]}
 
-    # pull it back by Hub id into a fresh cache: byte for byte what finetune wrote
+    # pull it back by Hub id into a fresh cache: byte for byte what finetune wrote, but for emocli.json's paths
     fresh_cache(monkeypatch, tmp_path)
     pulled = cli(["models", "pull", REPO, "--json"])
     assert pulled.exit_code == 0, pulled.stderr
     snapshot = Path(json.loads(pulled.stdout)["path"])
-    assert read_model_files(snapshot) == {name: data for name, data in read_model_files(finetuned).items()
-                                          if name in MODEL_FILES}
+    local = {name: data for name, data in read_model_files(finetuned).items() if name in MODEL_FILES}
+    assert {n: d for n, d in read_model_files(snapshot).items() if n != "emocli.json"} == {
+        n: d for n, d in local.items() if n != "emocli.json"}
+    assert_portable_meta(json.loads(pushed["emocli.json"]), json.loads(local["emocli.json"]), finetuned, brighter)
 
     # plain transformers, the way the card says, scores like `emocli tag`
     from transformers import pipeline
@@ -207,6 +209,19 @@ def test_revision_pushes_to_a_branch_and_create_pr_opens_a_pull_request(cli, hub
     assert json.loads(repo.files("main")["emocli.json"])["thresholds"] != [0.6] * 5
 
 
+def assert_portable_meta(pushed: dict, local: dict, model_dir: Path, brighter: Path) -> None:
+    """The public emocli.json names no local path, keeps every fingerprint under its data-relative path and
+    differs from the local one in nothing else."""
+    text = json.dumps(pushed)
+    assert str(brighter) not in text and str(model_dir) not in text and '"/' not in text
+    assert pushed["data"]["train"] == {f"brighter/train/{Path(p).name}": sha for p, sha in local["data"]["train"].items()}
+    assert pushed["data"]["dev"] == {f"brighter/dev/{Path(p).name}": sha for p, sha in local["data"]["dev"].items()}
+    assert pushed["training"]["train"] == ["brighter/train/eng.csv"] and pushed["training"]["out"] == model_dir.name
+    for key in ("labels", "thresholds", "headline", "dev_metrics", "loss", "languages", "max_length"):
+        assert pushed.get(key) == local.get(key), key
+    assert pushed["base_model"]["path"] == Path(local["base_model"]["path"]).name
+
+
 def test_dry_run_contacts_nothing_and_lists_exactly_what_a_push_uploads(cli, hub, finetuned, tmp_path):
     out = tmp_path / "preview"
     dry = push(cli, finetuned, REPO, "--dry-run", "--out", out, "--json")
@@ -214,15 +229,18 @@ def test_dry_run_contacts_nothing_and_lists_exactly_what_a_push_uploads(cli, hub
     assert hub.requests == [] and REPO not in hub.repos
     plan = json.loads((out / "push-plan.json").read_text())
     assert plan == {k: v for k, v in json.loads(dry.stdout).items() if k in plan}
-    assert {f["path"]: f["bytes"] for f in plan["files"]} == {
-        name: len(data) for name, data in read_model_files(finetuned).items() if name in MODEL_FILES
-    } | {"README.md": len((out / "README.md").read_bytes())}
+    sizes = {name: len(data) for name, data in read_model_files(finetuned).items() if name in MODEL_FILES}
+    listed = {f["path"]: f["bytes"] for f in plan["files"]}
+    assert {n: b for n, b in listed.items() if n != "emocli.json"} == {
+        n: b for n, b in sizes.items() if n != "emocli.json"} | {"README.md": len((out / "README.md").read_bytes())}
+    assert 0 < listed["emocli.json"] < sizes["emocli.json"]  # the portable one: local paths cut
     assert {s["path"]: s["reason"] for s in plan["skipped"]}["history.jsonl"].startswith("training history")
 
     assert push(cli, finetuned).exit_code == 0
     pushed = hub.repos[REPO].files()
     assert set(pushed) - {".gitattributes"} == {f["path"] for f in plan["files"]}
     assert pushed["README.md"] == (out / "README.md").read_bytes()  # the very card the dry run showed
+    assert len(pushed["emocli.json"]) == listed["emocli.json"]
 
 
 def test_private_push_is_readable_only_with_the_token(cli, hub, finetuned, tmp_path, monkeypatch):
@@ -275,7 +293,10 @@ def test_bundled_stack_is_pushed_with_its_members_and_pulls_back_whole(cli, hub,
     assert pulled.exit_code == 0, pulled.stderr
     snapshot = Path(json.loads(pulled.stdout)["path"])
     local = read_model_files(stack)
-    assert read_model_files(snapshot) == {name: local[name] for name in read_model_files(snapshot)}
+    pulled_files = read_model_files(snapshot)
+    assert {n: d for n, d in pulled_files.items() if not n.endswith("emocli.json")} == {
+        n: local[n] for n in pulled_files if not n.endswith("emocli.json")}
+    assert all(b'"/' not in d for n, d in pulled_files.items() if n.endswith("emocli.json"))  # no local path
     assert {name for name in read_model_files(snapshot) if name.startswith("members/")} == {
         name for name in local if name.startswith("members/") and name.rsplit("/", 1)[1] in MODEL_FILES}
     import torch

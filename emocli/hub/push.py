@@ -26,7 +26,7 @@ from emocli.errors import EmocliError, HubError, InputError, ModelNotFoundError
 from emocli.hub.card import CardOptions, emocli_only, model_card
 from emocli.hub.pull import (OFFLINE_HINT, PICKLE_SUFFIXES, STACK_MEMBERS_DIR, error_causes, first_line, hf_home,
                              hub_endpoint, is_inference_file, is_member_file, resolve_model, weights_format)
-from emocli.model.info import ModelInfo, read_json, read_model_info
+from emocli.model.info import META_FILE, ModelInfo, read_json, read_model_info
 from emocli.progress import Progress, chosen
 
 CARD_FILE = "README.md"
@@ -56,6 +56,7 @@ class PushFile:
     path: str  # in the repository
     size: int
     source: Path | None = None  # None: generated (the card)
+    content: bytes | None = None  # what goes up instead of source's bytes (emocli.json with portable paths)
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,45 @@ def select_files(model_dir: Path, include_history: bool) -> tuple[list[PushFile]
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(model_dir).as_posix()
         reason = _skip_reason(rel, include_history)
-        if reason is None:
-            files.append(PushFile(rel, path.stat().st_size, path))
-        else:
+        if reason is not None:
             skipped.append((rel, reason))
+        elif path.name == META_FILE:
+            content = portable_meta(path.read_bytes())
+            files.append(PushFile(rel, len(content), path, content))
+        else:
+            files.append(PushFile(rel, path.stat().st_size, path))
     return files, skipped
+
+
+def portable_meta(raw: bytes) -> bytes:
+    """emocli.json as it goes public: absolute local paths (training files, output dir, base model dir) cut to
+    what still means something elsewhere. Data files keep their path below their common folder, prefixed by its
+    name (`brighter/train/eng.csv`), so the card's file table and the sha256 fingerprints still pair up; any other
+    absolute path keeps only its last name. Relative paths and everything else are untouched."""
+    meta = json.loads(raw)
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    data_paths = [Path(p) for split in ("train", "dev") for p in (data.get(split) or {}) if Path(p).is_absolute()]
+    root = Path(os.path.commonpath(data_paths)) if data_paths else None
+    if root is not None and root in data_paths:  # one file: its folder is the root
+        root = root.parent
+    portable = _portable_tree(meta, lambda path: _portable_path(path, root))
+    return (json.dumps(portable, indent=2) + "\n").encode("utf-8") if portable != meta else raw
+
+
+def _portable_path(path: str, root: Path | None) -> str:
+    if not Path(path).is_absolute():
+        return path
+    if root is not None and Path(path).is_relative_to(root):
+        return (Path(root.name) / Path(path).relative_to(root)).as_posix()
+    return Path(path).name
+
+
+def _portable_tree(value: Any, portable) -> Any:
+    if isinstance(value, dict):
+        return {portable(k) if isinstance(k, str) else k: _portable_tree(v, portable) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable_tree(v, portable) for v in value]
+    return portable(value) if isinstance(value, str) else value
 
 
 def _emocli_only_note(info: ModelInfo, repo_id: str) -> str:
@@ -308,9 +343,14 @@ def _check_write_access(api, user: dict, repo_id: str, endpoint: str):
 def _operations(plan: PushPlan, deleted: list[str]) -> list:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    adds = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.source) if f.source
-                               else plan.card.encode("utf-8")) for f in plan.files]
+    adds = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=_upload_source(f, plan)) for f in plan.files]
     return adds + [CommitOperationDelete(path_in_repo=path) for path in deleted]
+
+
+def _upload_source(file: PushFile, plan: PushPlan) -> bytes | str:
+    if file.content is not None:
+        return file.content
+    return str(file.source) if file.source else plan.card.encode("utf-8")
 
 
 def _default_message(plan: PushPlan) -> str:
