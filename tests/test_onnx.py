@@ -138,7 +138,7 @@ def test_backend_onnx_on_a_torch_model_exports_once_and_reuses_it(cli, tiny_mode
                                                                     isolated_home):
     first = tag(cli, corpus, tiny_model_dir, tmp_path / "a.duckdb", "--backend", "onnx")
     cached = list((isolated_home / "config" / "onnx").iterdir())
-    assert [p.name.endswith("-fp32") for p in cached] == [True]
+    assert [p.name.endswith("-fused-fp32") for p in cached] == [True]  # not an older, unfused cache
     stamp = (cached[0] / "model.onnx").stat().st_mtime_ns
     second = tag(cli, corpus, tiny_model_dir, tmp_path / "b.duckdb", "--backend", "onnx")
     assert (cached[0] / "model.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
