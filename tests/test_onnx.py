@@ -32,6 +32,12 @@ def export(cli, model, out, *flags):
     return result, (json.loads(result.stdout) if result.stdout.strip().startswith("{") else None)
 
 
+def graph_ops(model_dir):
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(model_dir / "model.onnx")).graph.node}
+
+
 def scores(db, table="scores"):
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -59,6 +65,10 @@ def test_fp32_export_is_a_model_tag_runs_with_the_torch_scores(cli, tiny_model_d
     assert meta["architecture"] == "onnx" and meta["onnx"]["precision"] == "fp32"
     assert meta["labels"] == list(ENG_LABELS) and meta["thresholds"] == [0.5, 0.45, 0.5, 0.55, 0.5]
     assert meta["onnx"]["verification"]["passed"] and {"tokenizer.json", "model.onnx"} <= {p.name for p in out.iterdir()}
+    # a BERT encoder is fused: one Attention per layer (2), both layer norms with their residual, the embeddings
+    assert meta["onnx"]["fused"] == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2,
+                                     "SkipLayerNormalization": 4}
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= graph_ops(out)
 
     described = json.loads(cli(["models", "info", out, "--json"]).stdout)
     assert described["weights"] == "onnx" and "ONNX Runtime" in described["loader"]
@@ -83,10 +93,8 @@ def test_int8_export_is_smaller_and_within_the_quantize_tolerance(cli, tiny_mode
     assert check["macro_f1_onnx"] is None and "probe texts" in check["scored_on"]  # no --dev: no F1, and it says so
     assert "macro-F1 not checked" in result.stderr
     assert not (out / "model.fp32.onnx").exists()
-    import onnx
-
-    ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops  # int8 weight MatMuls, activations quantized per batch
+    # int8 weight MatMuls and fused attentions (QKV weights int8), activations quantized per batch
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "QAttention"} <= graph_ops(out)
 
     summary = tag(cli, corpus, out, tmp_path / "int8.duckdb", "--quantize")  # --quantize: the int8 export itself
     assert summary["rows"] == len(TEXTS)
@@ -96,11 +104,41 @@ def test_int8_export_is_smaller_and_within_the_quantize_tolerance(cli, tiny_mode
     assert np.nanmax(np.abs(expected - scores(tmp_path / "fp32.duckdb")[0])) <= 0.03
 
 
+def test_no_fuse_keeps_the_plain_trace_with_the_same_scores(cli, tiny_model_dir, corpus, tmp_path):
+    plain, fused = tmp_path / "plain", tmp_path / "fused"
+    result, report = export(cli, tiny_model_dir, plain, "--no-fuse")
+    assert result.exit_code == 0 and report["verification"]["max_abs_diff"] <= 1e-4, result.stderr
+    assert json.loads((plain / "emocli.json").read_text())["onnx"]["fused"] is None
+    assert not {"Attention", "SkipLayerNormalization"} & graph_ops(plain) and "Softmax" in graph_ops(plain)
+    assert export(cli, tiny_model_dir, fused)[0].exit_code == 0
+    tag(cli, corpus, plain, tmp_path / "plain.duckdb")
+    tag(cli, corpus, fused, tmp_path / "fused.duckdb")
+    assert np.nanmax(np.abs(scores(tmp_path / "plain.duckdb")[0] - scores(tmp_path / "fused.duckdb")[0])) <= 1e-5
+
+
+def test_onnx_batches_are_cut_by_its_own_token_budget(tiny_model_dir, tmp_path):
+    import pyarrow
+
+    from emocli.export.config import OnnxExportConfig
+    from emocli.export.onnx_export import export_onnx
+    from emocli.inference.engine import DEFAULT_BATCH_TOKENS, EngineConfig, load_scorer
+    from emocli.model.io import load_model
+
+    out = export_onnx(OnnxExportConfig(model=str(tiny_model_dir), out=tmp_path / "onnx", threads=1)).out_dir
+    onnx_scorer = load_scorer(load_model(out), EngineConfig(threads=1))
+    torch_scorer = load_scorer(load_model(tiny_model_dir), EngineConfig(threads=1))
+    assert (onnx_scorer.batch_tokens, torch_scorer.batch_tokens) == (1024, DEFAULT_BATCH_TOKENS["cpu"]) == (1024, 4096)
+    assert load_scorer(load_model(out), EngineConfig(threads=1, batch_tokens=2048)).batch_tokens == 2048  # the flag wins
+    tokenized = onnx_scorer.tokenize(pyarrow.array(["word " * 60] * 40))
+    batches = onnx_scorer.plan_batches(tokenized)
+    assert [len(b.rows) for b in batches] == [16, 16, 8]  # 62 tokens padded: 16 rows per 1024
+
+
 def test_backend_onnx_on_a_torch_model_exports_once_and_reuses_it(cli, tiny_model_dir, corpus, tmp_path,
                                                                     isolated_home):
     first = tag(cli, corpus, tiny_model_dir, tmp_path / "a.duckdb", "--backend", "onnx")
     cached = list((isolated_home / "config" / "onnx").iterdir())
-    assert [p.name.endswith("-fp32") for p in cached] == [True]
+    assert [p.name.endswith("-fused-fp32") for p in cached] == [True]  # not an older, unfused cache
     stamp = (cached[0] / "model.onnx").stat().st_mtime_ns
     second = tag(cli, corpus, tiny_model_dir, tmp_path / "b.duckdb", "--backend", "onnx")
     assert (cached[0] / "model.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
@@ -151,6 +189,7 @@ def test_heads_and_the_small_model_export_with_the_torch_scores(cli, tiny_model_
     result, report = export(cli, model, tmp_path / f"{name}-onnx")
     assert result.exit_code == 0, result.stderr
     assert report["architecture"] == name and report["verification"]["max_abs_diff"] <= 1e-4
+    assert json.loads((tmp_path / f"{name}-onnx" / "emocli.json").read_text())["onnx"]["fused"] is None  # not BERT
     tag(cli, corpus, model, tmp_path / "torch.duckdb")
     tag(cli, corpus, tmp_path / f"{name}-onnx", tmp_path / "onnx.duckdb")
     assert np.nanmax(np.abs(scores(tmp_path / "onnx.duckdb")[0] - scores(tmp_path / "torch.duckdb")[0])) <= 1e-4

@@ -19,3 +19,4 @@ class OnnxExportConfig:
     max_length: int | None = None  # tokens per text when verifying; None = the model's
     opset: int = OPSET
     threads: int | None = None  # CPU threads while verifying; None = all cores
+    fuse: bool = True  # BERT-family encoders: onnxruntime's transformer fusions (Attention, SkipLayerNorm, ...)

@@ -6,7 +6,11 @@ The graph comes from `torch.onnx.export` on the TorchScript path (`dynamo=False`
 sequence axes: on torch 2.13 the dynamo exporter's graph breaks onnxruntime's int8 quantizer (its shape
 inference rejects the exported value shapes) and ran ~15% slower in fp32 here. int8 is onnxruntime's dynamic
 quantization of the MatMul weights (int8 per output channel, activations quantized per batch at run time; the
-embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file). Every export is
+embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file).
+A BERT-family encoder is traced with eager attention and its graph fused by onnxruntime's transformer optimizer
+(one Attention op per layer, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) before int8, which then
+also quantizes the fused attention's QKV weights (QAttention): the SDPA trace leaves attention as ~20 small ops
+the optimizer cannot match (benchmarks/results/onnx-cpu-minilm.md has the speed of each). Every export is
 then verified through the engine, on texts it never saw, against the torch fp32 model: fp32 must stay within 1e-4
 of it (max |score difference|). int8 must stay within the tolerance `tag --quantize` states (0.03) or, where the
 torch int8 model (today's `--quantize`) itself moves further on the same texts, within that: on a fine-tuned
@@ -17,6 +21,7 @@ path they have. Given labelled dev files, macro-F1 must also lose no more than 0
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import warnings
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from emocli.model.info import EmotionModel
 
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
+# model types whose encoder layers onnxruntime's "bert" fusions match (transformers' BERT-style attention)
+FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 # Texts for the score check when no dev files are given: never seen by the export (it traces two dummy texts).
 PROBE_TEXTS = (
     "I can't believe they cancelled the concert, I waited months for this!",
@@ -118,11 +125,13 @@ class OnnxExportResult:
     size_mb: float
     verification: Verification
     notes: list[str] = field(default_factory=list)
+    fused: dict[str, int] | None = None  # the fused operators and their counts; None: not fused
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "source": self.source, "architecture": self.architecture,
                 "precision": self.precision, "opset": self.opset, "exporter": EXPORTER, "seconds": round(self.seconds, 2),
-                "size_mb": round(self.size_mb, 1), "verification": self.verification.as_dict(), "notes": self.notes}
+                "size_mb": round(self.size_mb, 1), "fused": self.fused, "verification": self.verification.as_dict(),
+                "notes": self.notes}
 
 
 def _rounded(value: float | None) -> float | None:
@@ -143,15 +152,19 @@ def export_onnx(config: OnnxExportConfig, progress: Progress | None = None) -> O
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     progress.start("exporting to ONNX", 3 if config.int8 else 2, "steps")
-    graph = out / ("model.fp32.onnx" if config.int8 else onnx_model.MODEL_FILE)
-    trace_to_onnx(model, graph, config.opset)
+    fusable = config.fuse and fusable_encoder(model)
+    traced = out / "model.traced.onnx"
+    trace_to_onnx(model, traced, config.opset, eager_attention=fusable)
+    fusion = fuse_transformer_graph(traced, fusable_shape(model)) if fusable else None
     progress.advance(1)
     if config.int8:
-        quantize_int8(graph, out / onnx_model.MODEL_FILE)
-        graph.unlink()
+        quantize_int8(traced, out / onnx_model.MODEL_FILE)
+        traced.unlink()
         progress.advance(1)
+    else:
+        traced.replace(out / onnx_model.MODEL_FILE)
     precision = "int8" if config.int8 else "fp32"
-    entry = _onnx_entry(model, resolved.name, precision, config.opset)
+    entry = {**_onnx_entry(model, resolved.name, precision, config.opset), "fused": fusion}
     _write_directory(out, model, resolved.path, entry)
     verification = verify_export(model, out, config)
     progress.advance(1)
@@ -161,7 +174,7 @@ def export_onnx(config: OnnxExportConfig, progress: Progress | None = None) -> O
         "no --dev files: scores checked on built-in probe texts only, macro-F1 not checked"]
     return OnnxExportResult(out, resolved.name, model.info.architecture, precision, config.opset,
                             time.perf_counter() - started, (out / onnx_model.MODEL_FILE).stat().st_size / 2**20,
-                            verification, notes)
+                            verification, notes, fusion)
 
 
 def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
@@ -170,7 +183,8 @@ def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
     from emocli.config import user_config_dir
 
     precision = "int8" if int8 else "fp32"
-    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-{precision}"
+    # "fused": exports cached before the fused graphs are not reused (they run ~1.05x slower in int8)
+    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-fused-{precision}"
     if (out / onnx_model.MODEL_FILE).exists() and (out / "emocli.json").exists():
         return out
     partial = out.with_name(out.name + ".partial")
@@ -197,8 +211,34 @@ def check_exportable(model: "EmotionModel") -> None:
                          hint="tag the stack with the torch backend, or export its members one by one")
 
 
-def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET) -> None:
-    """The module's logits as an ONNX graph with dynamic batch and sequence axes (fp32, CPU)."""
+def fusable_encoder(model: "EmotionModel") -> bool:
+    """A plain transformers classifier over a BERT-family encoder: the graphs onnxruntime's fusions match."""
+    config = getattr(model.module, "config", None)
+    return (model.info.architecture == "transformers" and getattr(config, "model_type", None) in FUSABLE_MODEL_TYPES
+            and hasattr(model.module, "set_attn_implementation"))
+
+
+def fusable_shape(model: "EmotionModel") -> tuple[int, int]:
+    config = model.module.config
+    return config.num_attention_heads, config.hidden_size
+
+
+def fuse_transformer_graph(path: Path, shape: tuple[int, int]) -> dict[str, int]:
+    """onnxruntime's transformer fusions applied to the graph in place; the fused operators and their counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet_root_logger(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        heads, hidden = shape
+        # opt_level 0: the Python fusions only; the session applies onnxruntime's own graph optimizations at load
+        fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        fused.save_model_to_file(str(path))
+    return {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+
+
+def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET, *, eager_attention: bool = False) -> None:
+    """The module's logits as an ONNX graph with dynamic batch and sequence axes (fp32, CPU). eager_attention:
+    trace transformers' eager attention (matmul, softmax, matmul) instead of SDPA, the form the fusions match."""
     import torch
 
     module = _logits_module(model.module)
@@ -208,7 +248,8 @@ def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET) -> None
     dynamic = {name: {i: axis for axis, i in axes.items()} for name in onnx_model.INPUT_NAMES}
     dynamic[onnx_model.OUTPUT_NAME] = {0: "batch"}
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
+                _attention(model.module, "eager" if eager_attention else None):
             warnings.simplefilter("ignore")  # the TorchScript path's deprecation and tracer notes
             torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=opset,
                               input_names=list(onnx_model.INPUT_NAMES), output_names=[onnx_model.OUTPUT_NAME],
@@ -218,6 +259,34 @@ def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET) -> None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{model.path}: architecture {model.info.architecture!r} does not export to ONNX: {first}",
                          hint="tag it with the torch backend") from None
+
+
+@contextlib.contextmanager
+def _attention(module, implementation: str | None):
+    """The module with this attention implementation while tracing, its own again afterwards."""
+    if implementation is None:
+        yield
+        return
+    own = module.config._attn_implementation
+    module.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        module.set_attn_implementation(own)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer and optimizer log advice on the root logger, which would reach our stderr."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _logits_module(module):
@@ -236,21 +305,16 @@ def _logits_module(module):
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """onnxruntime's dynamic int8 quantization of the MatMuls: int8 weights per output channel, activations per batch."""
-    import logging
-
+    """onnxruntime's dynamic int8 quantization of the MatMuls and fused Attentions (QAttention): int8 weights per
+    output channel, activations per batch. The fused ops' outputs carry no shape-inferred type, hence the default."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger, which would reach our stderr
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
-    finally:
-        root.setLevel(level)
+    with _quiet_root_logger(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Attention"],
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
 def _onnx_entry(model: "EmotionModel", source: str, precision: str, opset: int) -> dict[str, Any]:
@@ -314,4 +378,5 @@ def _verification_texts(model: "EmotionModel", dev: tuple[str, ...]):
 
 
 __all__ = ["F1_TOLERANCE", "FP32_TOLERANCE", "OPSET", "OnnxExportConfig", "OnnxExportResult", "Verification",
-           "cached_export", "check_exportable", "export_onnx", "quantize_int8", "trace_to_onnx", "verify_export"]
+           "cached_export", "check_exportable", "export_onnx", "fuse_transformer_graph", "fusable_encoder", "quantize_int8",
+           "trace_to_onnx", "verify_export"]

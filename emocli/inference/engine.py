@@ -327,10 +327,10 @@ def scorer_for(model: "EmotionModel", *, max_length: int | None = None, batch_to
                autocast: Callable | None = None) -> Scorer:
     """A Scorer with the engine's per-device batch sizes for a loaded model (no process-wide settings changed:
     `load_scorer` adds threads and quantization for `tag`)."""
-    device = backend_for(model.module).device
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    return Scorer(model, device=device, max_length=max_length or model.info.max_length,
-                  batch_tokens=batch_tokens or DEFAULT_BATCH_TOKENS[kind],
+    backend = backend_for(model.module)
+    kind = "cuda" if backend.device.startswith("cuda") else "cpu"
+    return Scorer(model, device=backend.device, max_length=max_length or model.info.max_length,
+                  batch_tokens=batch_tokens or getattr(backend, "batch_tokens", None) or DEFAULT_BATCH_TOKENS[kind],
                   max_batch_rows=max_batch_rows or MAX_BATCH_ROWS[kind],
                   window_rows=window_rows or DEFAULT_WINDOW_ROWS[kind], quantized=quantized, autocast=autocast)
 

@@ -44,6 +44,9 @@ class OnnxSession:
     graph optimization on. The engine calls `logits(batch)` exactly where it would call a torch module."""
 
     device = "cpu"
+    # padded tokens per run: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x its speed
+    # at the engine's CPU default of 4096 (benchmarks/results/onnx-cpu-minilm.md); torch keeps its own default
+    batch_tokens = 1024
 
     def __init__(self, path: Path, precision: str, max_positions: int | None = None, model_type: str = ""):
         self.path = Path(path)

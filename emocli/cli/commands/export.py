@@ -25,6 +25,9 @@ def onnx_command(
                                              "(default: the model's)."),
     opset: int = typer.Option(default_of(OnnxExportConfig, "opset"), "--opset", min=13, help="ONNX opset."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads while verifying (default: all cores)."),
+    fuse: bool = typer.Option(default_of(OnnxExportConfig, "fuse"), "--fuse/--no-fuse",
+                              help="BERT-family encoders: fuse attention, layer norms and GELU with onnxruntime's "
+                              "transformer optimizer (faster; --no-fuse keeps the plain trace)."),
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -36,7 +39,7 @@ def onnx_command(
     from emocli.export.onnx_export import export_onnx
 
     config = OnnxExportConfig(model=model, out=out, int8=int8, dev=tuple(dev or ()), max_length=max_length,
-                              opset=opset, threads=threads)
+                              opset=opset, threads=threads, fuse=fuse)
     result = export_onnx(config, progress_for(quiet or as_json))
     if as_json:
         print_json(result.as_dict())
