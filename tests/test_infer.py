@@ -136,3 +136,19 @@ def test_pipelined_windows_equal_score_batch_and_surface_errors(tiny_model_dir, 
         list(score_windows([pa.array(["ok"]), "bad", pa.array(["never"])], failing, scorer))
     with pytest.raises(InputError, match="holds int64, not text"):
         score_batch(pa.array([1, 2]), scorer)
+
+
+def test_bf16_on_cpu_stays_close_to_fp32_and_the_hint_names_it_only_where_it_applies(minilm_emotion_dir, eng_texts):
+    from emocli.inference.engine import bf16_note
+
+    fp32 = load_scorer(load_model(minilm_emotion_dir), EngineConfig())
+    bf16 = load_scorer(load_model(minilm_emotion_dir, dtype="bf16"), EngineConfig(dtype="bf16"))
+    ours, theirs = (as_matrix(score_batch(pa.array(eng_texts), s), s.labels) for s in (fp32, bf16))
+    assert 0 < np.abs(ours - theirs).max() < 0.02  # bf16 really ran (scores moved), and stayed close
+
+    note = bf16_note(EngineConfig(), fp32, has_bf16_unit=True)
+    assert note is not None and "--dtype bf16" in note
+    assert bf16_note(EngineConfig(), fp32, has_bf16_unit=False) is None
+    assert bf16_note(EngineConfig(dtype="fp32"), fp32, has_bf16_unit=True) is None  # asked for fp32: no hint
+    assert bf16_note(EngineConfig(quantize=True), fp32, has_bf16_unit=True) is None
+    assert bf16_note(EngineConfig(dtype="bf16"), bf16, has_bf16_unit=True) is None

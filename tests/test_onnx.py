@@ -127,7 +127,7 @@ def test_onnx_batches_are_cut_by_its_own_token_budget(tiny_model_dir, tmp_path):
     out = export_onnx(OnnxExportConfig(model=str(tiny_model_dir), out=tmp_path / "onnx", threads=1)).out_dir
     onnx_scorer = load_scorer(load_model(out), EngineConfig(threads=1))
     torch_scorer = load_scorer(load_model(tiny_model_dir), EngineConfig(threads=1))
-    assert (onnx_scorer.batch_tokens, torch_scorer.batch_tokens) == (1024, DEFAULT_BATCH_TOKENS["cpu"]) == (1024, 4096)
+    assert (onnx_scorer.batch_tokens, torch_scorer.batch_tokens) == (1024, DEFAULT_BATCH_TOKENS["cpu"]) == (1024, 2048)
     assert load_scorer(load_model(out), EngineConfig(threads=1, batch_tokens=2048)).batch_tokens == 2048  # the flag wins
     tokenized = onnx_scorer.tokenize(pyarrow.array(["word " * 60] * 40))
     batches = onnx_scorer.plan_batches(tokenized)

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 W = TypeVar("W")
 
 # cuda: the fastest measured on an H100 (benchmarks/results/sweep-h100.json): MiniLM 28.6k texts/s end to end
-# at 131072 tokens / 65536-row windows vs 20.0k at 65536 / 32768
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 131072}
+# at 131072 tokens / 65536-row windows vs 20.0k at 65536 / 32768; cpu: 2048 ran 1.04x (fp32) and 1.14x (int8) the
+# texts/s of 4096 on 2 cores, 1024 1.05x / 1.07x (benchmarks/results/batch-tokens-cpu-minilm.json)
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 131072}
 MAX_BATCH_ROWS = {"cpu": 256, "cuda": 8192}  # on a GPU the token budget is what binds
 # rows sorted together and committed together: on CPU a window is ~4k rows so a crash loses seconds, not minutes
 DEFAULT_WINDOW_ROWS = {"cpu": 4096, "cuda": 65536}
@@ -311,6 +312,17 @@ def load_scorer(model: "EmotionModel", config: EngineConfig = EngineConfig()) ->
     _check_max_length(model, max_length)
     return scorer_for(model, max_length=max_length, batch_tokens=config.batch_tokens, window_rows=config.window_rows,
                       quantized=quantized)
+
+
+def bf16_note(config: EngineConfig, scorer: Scorer, has_bf16_unit: bool) -> str | None:
+    """A one-line hint when fp32 was chosen for a CPU that runs bf16 natively. fp32 stays the CPU default so that
+    scores are the same on every CPU; bf16 moves them by up to ~1e-2 (benchmarks/results/onnx-cpu-minilm.json)."""
+    runs_torch_fp32_on_cpu = (isinstance(scorer.backend, TorchBackend) and scorer.device == "cpu"
+                              and config.dtype == "auto" and not config.quantize)
+    if not (has_bf16_unit and runs_torch_fp32_on_cpu):
+        return None
+    return ("this CPU multiplies bf16 in hardware (AMX): `--dtype bf16` tags ~2x faster than fp32 here, "
+            "scores within ~0.01 (fp32 is kept by default: the same scores on every CPU)")
 
 
 def _check_onnx_precision(model: "EmotionModel", config: EngineConfig) -> bool:

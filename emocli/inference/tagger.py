@@ -451,14 +451,16 @@ def _engine(config: TagConfig) -> Iterator[Cluster | None]:
 def _local_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, FileProgress], budget: int | None,
                    resolved: "ResolvedModel", summary: TagSummary, progress: Progress, language: LanguagePlan):
     """(window, scores) in file order from the model loaded in this process."""
-    from emocli.inference.engine import load_scorer, score_windows
-    from emocli.model.device import resolve_device
+    from emocli.inference.engine import bf16_note, load_scorer, score_windows
+    from emocli.model.device import cpu_has_bf16_matrix_unit, resolve_device
     from emocli.model.io import load_model
 
     device = resolve_device(config.engine.device)
     model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
     summary.device = device
+    note = bf16_note(config.engine, scorer, cpu_has_bf16_matrix_unit())
+    summary.notes += [note] if note else []
     windows = iter_windows(plans, state, scorer.window_rows, budget)
     texts_of = _texts_function(language)
     return score_windows(windows, texts_of, scorer,

@@ -20,3 +20,11 @@ def resolve_device(device: str = "auto") -> str:
     if device != "cpu":
         raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
     return device
+
+
+def cpu_has_bf16_matrix_unit() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX), where `--dtype bf16` runs ~2.4x fp32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x; absent means unknown: no
+    return bool(probe and probe())

@@ -45,7 +45,7 @@ class OnnxSession:
 
     device = "cpu"
     # padded tokens per run: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x its speed
-    # at the engine's CPU default of 4096 (benchmarks/results/onnx-cpu-minilm.md); torch keeps its own default
+    # at the engine's former CPU default of 4096 (benchmarks/results/onnx-cpu-minilm.md); torch keeps its own default
     batch_tokens = 1024
 
     def __init__(self, path: Path, precision: str, max_positions: int | None = None, model_type: str = ""):

@@ -40,7 +40,7 @@ def tag_command(
     max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
                                              help="Tokens per text; longer texts are truncated and flagged (default: the model's)."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1,
-                                               help="Padded tokens per forward pass (default: 4096 on CPU, 131072 on GPU)."),
+                                               help="Padded tokens per forward pass (default: 2048 on CPU, 131072 on GPU)."),
     device: DeviceOpt = "auto",
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     backend: str = typer.Option("auto", "--backend", help="torch, onnx (ONNX Runtime, CPU; a torch model is exported "
