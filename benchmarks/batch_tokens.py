@@ -1,4 +1,4 @@
-"""`emocli tag` CPU texts/s per token budget (`--batch-tokens`), fp32 and int8, interleaved and repeated.
+"""`emocli tag` CPU texts/s per token budget (`--batch-tokens`), fp32, int8 (and bf16), interleaved and repeated.
 
 The peer is the engine's CPU default before this benchmark (4,096 padded tokens per forward pass), measured in the
 same run: each budget's ratio to it, per round and as the geometric mean. Same model (the packaged MiniLM with a
@@ -23,11 +23,15 @@ from benchmarks.throughput import build_default_model, machine, run_worker
 PEER_BUDGET = 4096
 
 
-def plan(model: Path, corpus: Path, rows: int, max_length: int, budgets: list[int], work: Path) -> list[tuple[str, dict]]:
+PRECISION_FLAGS = {"fp32": [], "int8": ["--quantize"], "bf16": ["--dtype", "bf16"]}
+
+
+def plan(model: Path, corpus: Path, rows: int, max_length: int, budgets: list[int], precisions: list[str],
+         work: Path) -> list[tuple[str, dict]]:
     common = {"model": str(model), "corpus": str(corpus), "rows": rows, "max_length": max_length}
     return [(f"{precision}_bt{budget}", {**common, "db": str(work / f"{precision}_{budget}.duckdb"),
-                                         "extra": ["--batch-tokens", str(budget), *flags]})
-            for precision, flags in (("fp32", []), ("int8", ["--quantize"])) for budget in budgets]
+                                         "extra": ["--batch-tokens", str(budget), *PRECISION_FLAGS[precision]]})
+            for precision in precisions for budget in budgets]
 
 
 def geomean(values: list[float]) -> float:
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--budgets", type=int, nargs="+", default=[1024, 2048, PEER_BUDGET])
+    parser.add_argument("--precisions", nargs="+", choices=sorted(PRECISION_FLAGS), default=["fp32", "int8"],
+                        help="bf16 is fast only on CPUs with a bf16 matrix unit (AMX)")
     parser.add_argument("--out", type=Path, default=RESULTS / "batch-tokens-cpu-minilm.json")
     args = parser.parse_args(argv)
     budgets = sorted(set(args.budgets) | {PEER_BUDGET})
@@ -61,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine": machine(), "rows": args.rows, "max_length": args.max_length, "rounds": args.repeat,
             "model": "all-MiniLM-L6-v2 (packaged) + seeded 5-label head",
             "corpus": f"make_corpus.py {max(args.rows, 1000)} (BRIGHTER, all languages)",
-            "method": "emocli tag CORPUS --limit ROWS --batch-tokens B [--quantize], Parquet to DuckDB, each in a fresh "
+            "method": "emocli tag CORPUS --limit ROWS --batch-tokens B [--quantize | --dtype bf16], Parquet to DuckDB, each in a fresh "
                       "process; all variants interleaved within each round; texts/s of the tag loop (model loaded)",
             "peer": f"--batch-tokens {PEER_BUDGET} (the CPU default before this benchmark), same run"}
     results: dict[str, dict] = {}
     loads = []
     for round_ in range(args.repeat):
-        for name, payload in plan(model, corpus, args.rows, args.max_length, budgets, work):
+        for name, payload in plan(model, corpus, args.rows, args.max_length, budgets, args.precisions, work):
             Path(payload["db"]).unlink(missing_ok=True)
             loads.append(os.getloadavg()[0])
             result = run_worker(["--worker", "emocli", json.dumps(payload)])
