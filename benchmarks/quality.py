@@ -31,7 +31,8 @@ from benchmarks.common import REPO, RESULTS, cpu_model, library_versions
 DATA = Path(os.environ.get("EMOCLI_BRIGHTER", REPO.parent / "shared" / "data" / "brighter"))
 
 # name -> overrides of the run's settings: loss, sampler, class_weights, lr, head_lr, epochs, thresholds (a dict
-# of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last").
+# of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last"), ema_decay,
+# llrd, rdrop (RegularizationConfig).
 RECIPES = {
     "bce": {"loss": "bce"},
     "weighted-bce": {"loss": "weighted-bce"},
@@ -71,6 +72,14 @@ RECIPES = {
     "folds5": {"loss": "asymmetric", "folds": 5},
     "folds3+distill": {"loss": "asymmetric", "folds": 3, "distill": True},
     "folds5+distill": {"loss": "asymmetric", "folds": 5, "distill": True},
+    # issue 15: regularizers of the loop (RegularizationConfig), each alone on the default. EMA 0.99: its half-life
+    # is 69 optimizer steps, about one epoch of the reduced CPU protocol (1000 rows / batch 16 = 63 steps, 189 in
+    # 3 epochs), so each epoch's evaluation averages mostly that epoch; 0.999 (half-life 693 steps) would still be
+    # the warm-up's weights at the end. LLRD 0.8: ELECTRA's factor for base-size encoders; MiniLM's 6 layers then
+    # span 1x to 0.26x (embeddings). R-Drop alpha 1.0: within the paper's 0.1-1 for classification.
+    "asymmetric+ema": {"loss": "asymmetric", "ema_decay": 0.99},
+    "asymmetric+llrd": {"loss": "asymmetric", "llrd": 0.8},
+    "asymmetric+rdrop": {"loss": "asymmetric", "rdrop": 1.0},
 }
 
 
@@ -162,7 +171,7 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                   distill=None):
     """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
     max_length, base): every benchmark that fine-tunes builds its runs here."""
-    from emocli.training.config import EnsembleConfig
+    from emocli.training.config import EnsembleConfig, RegularizationConfig
     from emocli.training.distill import DistillConfig
     from emocli.model.heads import ArchitectureConfig
     from emocli.training.losses import LossConfig
@@ -189,6 +198,9 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                        thresholds=thresholds,
                        # the benchmark scores on its own untouched rows (dev + holdout): nothing more held out
                        score_fraction=0.0,
+                       regularization=RegularizationConfig(ema_decay=overrides.get("ema_decay"),
+                                                           llrd=overrides.get("llrd"),
+                                                           rdrop=overrides.get("rdrop", 0.0)),
                        ensemble=EnsembleConfig(folds=overrides.get("folds", 1),
                                                distill=overrides.get("distill", False)))
 
