@@ -11,6 +11,7 @@ Every trained emocli model is scored on dev twice: with its tuned per-class thre
 
     nice -n 10 python3 -m benchmarks.quality --seeds 1 2 3          # English grid + multilingual run
     python3 -m benchmarks.quality --report-only                      # rebuild the markdown from the JSON
+    python3 -m benchmarks.quality --stem all --merge all-s1 all-s2   # fold per-seed runs into one file
 """
 
 from __future__ import annotations
@@ -360,6 +361,25 @@ def experiment(name: str, description: str, langs: list[str], recipes: list[str]
                 for r in new_rows) + f" ({new_rows[-1]['wall_s']:.0f}s)", flush=True)
 
 
+def merge(stem: str, parts: list[str]) -> dict:
+    """Fold per-run results files (one seed each, say) into results/<stem>.json: their rows per experiment, their
+    invocations, where each came from; the notes of an existing <stem>.json are kept."""
+    loaded = [(part, json.loads((RESULTS / f"{part}.json").read_text())) for part in parts]
+    target = RESULTS / f"{stem}.json"
+    notes = json.loads(target.read_text()).get("notes", []) if target.exists() else []
+    first = loaded[0][1]
+    merged = {**{k: first[k] for k in ("machine", "libraries", "cpu_count", "setup", "args") if k in first},
+              "notes": notes, "invocations": [], "experiments": {},
+              "per_file": [{"file": f"{part}.json", "machine": r["machine"], "finished_at": r["finished_at"]}
+                           for part, r in loaded]}
+    for _, results in loaded:
+        merged["invocations"] += results.get("invocations", [])
+        for name, block in results["experiments"].items():
+            into = merged["experiments"].setdefault(name, {**block, "rows": []})
+            into["rows"] += block["rows"]
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -385,7 +405,12 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--append", action="store_true", help="add rows to the existing results/<stem>.json")
     parser.add_argument("--skip-english", action="store_true")
+    parser.add_argument("--merge", nargs="+", metavar="STEM",
+                        help="fold these results/<STEM>.json (e.g. one per seed) into results/<--stem>.json and .md")
     args = parser.parse_args()
+    if args.merge:
+        save(merge(args.stem, args.merge), args.stem)
+        return
     if args.report_only:
         results = json.loads((RESULTS / f"{args.stem}.json").read_text())
         (RESULTS / f"{args.stem}.md").write_text(markdown(results), encoding="utf-8")
