@@ -303,6 +303,42 @@ def summarise(rows: list[dict]) -> list[dict]:
     return sorted(table, key=lambda t: -t["macro_f1"][0])
 
 
+def paired(rows: list[dict], baseline: str) -> list[dict]:
+    """Per recipe (tuned thresholds), its pooled macro-F1 and anger minus the baseline's of the same seed: seeds
+    share the data order and the head's start, so the paired gap is the comparison with the least noise."""
+    tuned = [r for r in rows if r["thresholds"].startswith("per-class") and "pooled" in r]
+    base = {r["seed"]: r["pooled"] for r in tuned if r["recipe"] == baseline}
+    table = []
+    for recipe in dict.fromkeys(r["recipe"] for r in tuned if r["recipe"] != baseline):
+        runs = sorted((r for r in tuned if r["recipe"] == recipe and r["seed"] in base), key=lambda r: r["seed"])
+        gaps = {key: [(r["pooled"]["macro_f1"] if key == "macro" else r["pooled"]["f1"]["anger"])
+                      - (base[r["seed"]]["macro_f1"] if key == "macro" else base[r["seed"]]["f1"]["anger"])
+                      for r in runs] for key in ("macro", "anger")}
+        table.append({"recipe": recipe, "seeds": [r["seed"] for r in runs], **gaps})
+    return table
+
+
+def paired_lines(results: dict, rows: list[dict]) -> list[str]:
+    baseline = results.get("paired_baseline")
+    table = paired(rows, baseline) if baseline else []
+    if not table:
+        return []
+    base = [r["pooled"]["macro_f1"] for r in rows if r["recipe"] == baseline and r["thresholds"].startswith("per-class")]
+    noise = statistics.stdev(base) if len(base) > 1 else 0.0
+    lines = [f"Paired against `{baseline}` (same seed), pooled, tuned thresholds; seed noise = the std of "
+             f"`{baseline}`'s pooled macro-F1 over its {len(base)} seeds: {noise:.3f}.", "",
+             "| recipe | seeds | pooled macro-F1 gap per seed | mean ± std | pooled anger gap per seed | mean ± std |",
+             "|---|---|---|---|---|---|"]
+    for t in table:
+        def cells(values):
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            return " ".join(f"{v:+.3f}" for v in values), f"{statistics.mean(values):+.3f} ± {spread:.3f}"
+
+        lines.append(f"| {t['recipe']} | {', '.join(map(str, t['seeds']))} | " + " | ".join(
+            " | ".join(cells(t[key])) for key in ("macro", "anger")) + " |")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
     lines = [f"# emocli quality benchmark ({results['finished_at']})", "",
              f"Machine: {results['machine']}", "", f"Setup: {results['setup']}", "",
@@ -329,6 +365,7 @@ def markdown(results: dict) -> str:
                          else " |") + (f" {anger[0]:.3f} ± {anger[1]:.3f} |" if anger else " |")
             lines.append(line)
         lines.append("")
+        lines += paired_lines(results, block["rows"])
     lines += results.get("notes", [])
     return "\n".join(lines) + "\n"
 
@@ -407,9 +444,14 @@ def main() -> None:
     parser.add_argument("--skip-english", action="store_true")
     parser.add_argument("--merge", nargs="+", metavar="STEM",
                         help="fold these results/<STEM>.json (e.g. one per seed) into results/<--stem>.json and .md")
+    parser.add_argument("--paired-baseline", metavar="RECIPE",
+                        help="with --merge: also tabulate each recipe's pooled gaps to RECIPE, seed by seed")
     args = parser.parse_args()
     if args.merge:
-        save(merge(args.stem, args.merge), args.stem)
+        merged = merge(args.stem, args.merge)
+        if args.paired_baseline:
+            merged["paired_baseline"] = args.paired_baseline
+        save(merged, args.stem)
         return
     if args.report_only:
         results = json.loads((RESULTS / f"{args.stem}.json").read_text())
