@@ -197,11 +197,11 @@ def _parameter_groups(module, config: TrainConfig) -> list[dict]:
     for name, param in module.named_parameters():
         is_head = encoder_ids is not None and id(param) not in encoder_ids
         scale = 1.0 if is_head else scales.get(id(param), 1.0)
-        groups.setdefault((is_head, -scale, any(k in name for k in no_decay)), []).append(param)
+        groups.setdefault((is_head, scale, any(k in name for k in no_decay)), []).append(param)
     head_lr = config.head_learning_rate or config.learning_rate
     return [{"params": params, "weight_decay": 0.0 if decay_free else config.weight_decay,
-             "lr": head_lr if is_head else config.learning_rate * -neg_scale}
-            for (is_head, neg_scale, decay_free), params in sorted(groups.items())]
+             "lr": head_lr if is_head else config.learning_rate * scale}
+            for (is_head, scale, decay_free), params in sorted(groups.items())]
 
 
 @dataclass
