@@ -181,3 +181,18 @@ def test_cli_refuses_llrd_on_the_small_model(cli, tiny_model_dir, eng200, tmp_pa
     result = cli(["finetune", "--train", eng200, "--base", tiny_model_dir, "--out", tmp_path / "m", "--arch", "small",
                   "--llrd", "0.8", "--max-steps", "1", "--quiet"])
     assert result.exit_code == 2 and "--llrd needs a BERT-family encoder" in result.stderr
+
+
+def test_folds_members_train_through_the_same_regularized_loop(tiny_model_dir, brighter, eng200, tmp_path):
+    from emocli.training.config import EnsembleConfig
+
+    result = finetune(TrainConfig(train=(eng200,), dev=(str(brighter / "dev" / "eng.csv"),), out=tmp_path / "m",
+                                  base=str(tiny_model_dir), epochs=1, max_length=32, progress=False,
+                                  ensemble=EnsembleConfig(folds=2),
+                                  regularization=RegularizationConfig(ema_decay=0.9, llrd=0.8, rdrop=0.5)))
+    meta = json.loads((tmp_path / "m" / "emocli.json").read_text())
+    assert meta["architecture"] == "ensemble" and meta["regularization"]["ema_decay"] == 0.9
+    assert len(result.extra["ensemble"]["member_seeds"]) == 2
+    for member in ("m0", "m1"):
+        member_meta = json.loads((tmp_path / "m" / "members" / member / "emocli.json").read_text())
+        assert member_meta["regularization"] == {"ema_decay": 0.9, "llrd": 0.8, "rdrop": 0.5}

@@ -529,6 +529,7 @@ def _member_trainer(config: TrainConfig, base_dir: Path, rows: Rows, ensemble_di
                          max_length=config.max_length,
                          extra={"ensemble_member": {"index": i, "seed": member_config.seed, "train_rows": len(part),
                                                     "fold_rows": len(held)}, "best_epoch": fit.best_epoch,
+                                "regularization": asdict(config.regularization),
                                 "threshold_source": "its own fold"})
         if accelerator.is_main_process:
             save_model(out, fit.module, tokenizer, info)
