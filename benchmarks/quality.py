@@ -81,6 +81,10 @@ RECIPES = {
     "asymmetric+ema": {"loss": "asymmetric", "ema_decay": 0.99},
     "asymmetric+llrd": {"loss": "asymmetric", "llrd": 0.8},
     "asymmetric+rdrop": {"loss": "asymmetric", "rdrop": 1.0},
+    # a second value of each, screened after the first: EMA half-life 14 steps, a gentler decay, a lighter KL
+    "asymmetric+ema0.95": {"loss": "asymmetric", "ema_decay": 0.95},
+    "asymmetric+llrd0.9": {"loss": "asymmetric", "llrd": 0.9},
+    "asymmetric+rdrop0.3": {"loss": "asymmetric", "rdrop": 0.3},
 }
 
 
