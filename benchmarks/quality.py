@@ -315,6 +315,8 @@ def paired(rows: list[dict], baseline: str) -> list[dict]:
     table = []
     for recipe in dict.fromkeys(r["recipe"] for r in tuned if r["recipe"] != baseline):
         runs = sorted((r for r in tuned if r["recipe"] == recipe and r["seed"] in base), key=lambda r: r["seed"])
+        if not runs:
+            continue  # no seed in common with the baseline: nothing to pair
         gaps = {key: [(r["pooled"]["macro_f1"] if key == "macro" else r["pooled"]["f1"]["anger"])
                       - (base[r["seed"]]["macro_f1"] if key == "macro" else base[r["seed"]]["f1"]["anger"])
                       for r in runs] for key in ("macro", "anger")}

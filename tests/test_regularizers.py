@@ -196,3 +196,20 @@ def test_folds_members_train_through_the_same_regularized_loop(tiny_model_dir, b
     for member in ("m0", "m1"):
         member_meta = json.loads((tmp_path / "m" / "members" / member / "emocli.json").read_text())
         assert member_meta["regularization"] == {"ema_decay": 0.9, "llrd": 0.8, "rdrop": 0.5}
+
+
+def test_the_benchmark_pairs_each_recipe_with_the_same_seeds_default():
+    from benchmarks.quality import paired
+
+    def row(recipe, seed, macro, anger, thresholds="per-class (dev)"):
+        return {"recipe": recipe, "seed": seed, "thresholds": thresholds,
+                "pooled": {"macro_f1": macro, "f1": {"anger": anger}}}
+
+    rows = [row("asymmetric", 1, 0.60, 0.30), row("asymmetric", 2, 0.62, 0.40), row("asymmetric+llrd", 2, 0.63, 0.35),
+            row("asymmetric+llrd", 1, 0.65, 0.36), row("asymmetric+llrd", 1, 0.10, 0.10, thresholds="fixed-0.5"),
+            row("asymmetric+ema", 3, 0.70, 0.50)]  # no default of seed 3 to pair with
+    table = {t["recipe"]: t for t in paired(rows, "asymmetric")}
+    assert table["asymmetric+llrd"]["seeds"] == [1, 2]
+    assert table["asymmetric+llrd"]["macro"] == pytest.approx([0.05, 0.01])
+    assert table["asymmetric+llrd"]["anger"] == pytest.approx([0.06, -0.05])
+    assert "asymmetric+ema" not in table
