@@ -11,6 +11,7 @@ Every trained emocli model is scored on dev twice: with its tuned per-class thre
 
     nice -n 10 python3 -m benchmarks.quality --seeds 1 2 3          # English grid + multilingual run
     python3 -m benchmarks.quality --report-only                      # rebuild the markdown from the JSON
+    python3 -m benchmarks.quality --stem all --merge all-s1 all-s2   # fold per-seed runs into one file
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from benchmarks.common import REPO, RESULTS, cpu_model, library_versions
 DATA = Path(os.environ.get("EMOCLI_BRIGHTER", REPO.parent / "shared" / "data" / "brighter"))
 
 # name -> overrides of the run's settings: loss, sampler, class_weights, lr, head_lr, epochs, thresholds (a dict
-# of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last").
+# of ThresholdConfig fields: the recipe's own tuned thresholds), select ("best" tune epoch, or "last"), ema_decay,
+# llrd, rdrop (RegularizationConfig).
 RECIPES = {
     "bce": {"loss": "bce"},
     "weighted-bce": {"loss": "weighted-bce"},
@@ -71,6 +73,18 @@ RECIPES = {
     "folds5": {"loss": "asymmetric", "folds": 5},
     "folds3+distill": {"loss": "asymmetric", "folds": 3, "distill": True},
     "folds5+distill": {"loss": "asymmetric", "folds": 5, "distill": True},
+    # issue 15: regularizers of the loop (RegularizationConfig), each alone on the default. EMA 0.99: its half-life
+    # is 69 optimizer steps, about one epoch of the reduced CPU protocol (1000 rows / batch 16 = 63 steps, 189 in
+    # 3 epochs), so each epoch's evaluation averages mostly that epoch; 0.999 (half-life 693 steps) would still be
+    # the warm-up's weights at the end. LLRD 0.8: ELECTRA's factor for base-size encoders; MiniLM's 6 layers then
+    # span 1x to 0.26x (embeddings). R-Drop alpha 1.0: within the paper's 0.1-1 for classification.
+    "asymmetric+ema": {"loss": "asymmetric", "ema_decay": 0.99},
+    "asymmetric+llrd": {"loss": "asymmetric", "llrd": 0.8},
+    "asymmetric+rdrop": {"loss": "asymmetric", "rdrop": 1.0},
+    # a second value of each, screened after the first: EMA half-life 14 steps, a gentler decay, a lighter KL
+    "asymmetric+ema0.95": {"loss": "asymmetric", "ema_decay": 0.95},
+    "asymmetric+llrd0.9": {"loss": "asymmetric", "llrd": 0.9},
+    "asymmetric+rdrop0.3": {"loss": "asymmetric", "rdrop": 0.3},
 }
 
 
@@ -162,7 +176,7 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                   distill=None):
     """The TrainConfig of a recipe (RECIPES' override keys) over the run's settings (args: epochs, lr, batch_size,
     max_length, base): every benchmark that fine-tunes builds its runs here."""
-    from emocli.training.config import EnsembleConfig
+    from emocli.training.config import EnsembleConfig, RegularizationConfig
     from emocli.training.distill import DistillConfig
     from emocli.model.heads import ArchitectureConfig
     from emocli.training.losses import LossConfig
@@ -189,6 +203,9 @@ def recipe_config(overrides: dict, args, train: list[str], tune: list[str], out:
                        thresholds=thresholds,
                        # the benchmark scores on its own untouched rows (dev + holdout): nothing more held out
                        score_fraction=0.0,
+                       regularization=RegularizationConfig(ema_decay=overrides.get("ema_decay"),
+                                                           llrd=overrides.get("llrd"),
+                                                           rdrop=overrides.get("rdrop", 0.0)),
                        ensemble=EnsembleConfig(folds=overrides.get("folds", 1),
                                                distill=overrides.get("distill", False)))
 
@@ -290,6 +307,44 @@ def summarise(rows: list[dict]) -> list[dict]:
     return sorted(table, key=lambda t: -t["macro_f1"][0])
 
 
+def paired(rows: list[dict], baseline: str) -> list[dict]:
+    """Per recipe (tuned thresholds), its pooled macro-F1 and anger minus the baseline's of the same seed: seeds
+    share the data order and the head's start, so the paired gap is the comparison with the least noise."""
+    tuned = [r for r in rows if r["thresholds"].startswith("per-class") and "pooled" in r]
+    base = {r["seed"]: r["pooled"] for r in tuned if r["recipe"] == baseline}
+    table = []
+    for recipe in dict.fromkeys(r["recipe"] for r in tuned if r["recipe"] != baseline):
+        runs = sorted((r for r in tuned if r["recipe"] == recipe and r["seed"] in base), key=lambda r: r["seed"])
+        if not runs:
+            continue  # no seed in common with the baseline: nothing to pair
+        gaps = {key: [(r["pooled"]["macro_f1"] if key == "macro" else r["pooled"]["f1"]["anger"])
+                      - (base[r["seed"]]["macro_f1"] if key == "macro" else base[r["seed"]]["f1"]["anger"])
+                      for r in runs] for key in ("macro", "anger")}
+        table.append({"recipe": recipe, "seeds": [r["seed"] for r in runs], **gaps})
+    return table
+
+
+def paired_lines(results: dict, rows: list[dict]) -> list[str]:
+    baseline = results.get("paired_baseline")
+    table = paired(rows, baseline) if baseline else []
+    if not table:
+        return []
+    base = [r["pooled"]["macro_f1"] for r in rows if r["recipe"] == baseline and r["thresholds"].startswith("per-class")]
+    noise = statistics.stdev(base) if len(base) > 1 else 0.0
+    lines = [f"Paired against `{baseline}` (same seed), pooled, tuned thresholds; seed noise = the std of "
+             f"`{baseline}`'s pooled macro-F1 over its {len(base)} seeds: {noise:.3f}.", "",
+             "| recipe | seeds | pooled macro-F1 gap per seed | mean ± std | pooled anger gap per seed | mean ± std |",
+             "|---|---|---|---|---|---|"]
+    for t in table:
+        def cells(values):
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            return " ".join(f"{v:+.3f}" for v in values), f"{statistics.mean(values):+.3f} ± {spread:.3f}"
+
+        lines.append(f"| {t['recipe']} | {', '.join(map(str, t['seeds']))} | " + " | ".join(
+            " | ".join(cells(t[key])) for key in ("macro", "anger")) + " |")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
     lines = [f"# emocli quality benchmark ({results['finished_at']})", "",
              f"Machine: {results['machine']}", "", f"Setup: {results['setup']}", "",
@@ -316,6 +371,7 @@ def markdown(results: dict) -> str:
                          else " |") + (f" {anger[0]:.3f} ± {anger[1]:.3f} |" if anger else " |")
             lines.append(line)
         lines.append("")
+        lines += paired_lines(results, block["rows"])
     lines += results.get("notes", [])
     return "\n".join(lines) + "\n"
 
@@ -348,6 +404,25 @@ def experiment(name: str, description: str, langs: list[str], recipes: list[str]
                 for r in new_rows) + f" ({new_rows[-1]['wall_s']:.0f}s)", flush=True)
 
 
+def merge(stem: str, parts: list[str]) -> dict:
+    """Fold per-run results files (one seed each, say) into results/<stem>.json: their rows per experiment, their
+    invocations, where each came from; the notes of an existing <stem>.json are kept."""
+    loaded = [(part, json.loads((RESULTS / f"{part}.json").read_text())) for part in parts]
+    target = RESULTS / f"{stem}.json"
+    notes = json.loads(target.read_text()).get("notes", []) if target.exists() else []
+    first = loaded[0][1]
+    merged = {**{k: first[k] for k in ("machine", "libraries", "cpu_count", "setup", "args") if k in first},
+              "notes": notes, "invocations": [], "experiments": {},
+              "per_file": [{"file": f"{part}.json", "machine": r["machine"], "finished_at": r["finished_at"]}
+                           for part, r in loaded]}
+    for _, results in loaded:
+        merged["invocations"] += results.get("invocations", [])
+        for name, block in results["experiments"].items():
+            into = merged["experiments"].setdefault(name, {**block, "rows": []})
+            into["rows"] += block["rows"]
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -373,7 +448,17 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--append", action="store_true", help="add rows to the existing results/<stem>.json")
     parser.add_argument("--skip-english", action="store_true")
+    parser.add_argument("--merge", nargs="+", metavar="STEM",
+                        help="fold these results/<STEM>.json (e.g. one per seed) into results/<--stem>.json and .md")
+    parser.add_argument("--paired-baseline", metavar="RECIPE",
+                        help="with --merge: also tabulate each recipe's pooled gaps to RECIPE, seed by seed")
     args = parser.parse_args()
+    if args.merge:
+        merged = merge(args.stem, args.merge)
+        if args.paired_baseline:
+            merged["paired_baseline"] = args.paired_baseline
+        save(merged, args.stem)
+        return
     if args.report_only:
         results = json.loads((RESULTS / f"{args.stem}.json").read_text())
         (RESULTS / f"{args.stem}.md").write_text(markdown(results), encoding="utf-8")

@@ -93,6 +93,28 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class RegularizationConfig:
+    """Regularizers of the training loop (emocli.training.regularizers); all off by default: none has beaten seed
+    noise yet (benchmarks/results/quality-regularizers-cpu-minilm.md)."""
+
+    ema_decay: float | None = None  # exponential moving average of the weights; they evaluate, tune and are saved
+    llrd: float | None = None  # layer-wise LR decay: top encoder layer at lr, each layer below x llrd, embeddings last
+    rdrop: float = 0.0  # R-Drop alpha: two dropout passes, + alpha * their symmetric KL; 0: one pass
+
+    def __post_init__(self):
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay {self.ema_decay} must lie strictly between 0 and 1 (e.g. 0.99)")
+        if self.llrd is not None and not 0.0 < self.llrd <= 1.0:
+            raise ValueError(f"--llrd {self.llrd} must lie in (0, 1] (e.g. 0.8)")
+        if not self.rdrop >= 0.0:
+            raise ValueError(f"--rdrop {self.rdrop} must be >= 0 (0: off)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.ema_decay is not None or self.llrd is not None or self.rdrop > 0
+
+
+@dataclass(frozen=True)
 class DataSpec:
     """How to read labelled files: which column holds the text and which columns are labels."""
 
@@ -164,6 +186,7 @@ class TrainConfig:
     score_fraction: float = 0.1
     dev_held_out: bool = False
     ensemble: EnsembleConfig = EnsembleConfig()  # --folds / --distill (emocli.training.folds)
+    regularization: RegularizationConfig = RegularizationConfig()  # --ema-decay / --llrd / --rdrop
 
     def __post_init__(self):
         if not 0.0 <= self.score_fraction < 0.5:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ import numpy as np
 
 from emocli.errors import InputError
 from emocli.progress import NullProgress, Progress, chosen
-from emocli.training.config import (DistillConfig, EnsembleConfig, ThresholdConfig,  # the configs live there,
-                                    TrainConfig)  # numpy-free
+from emocli.training.config import (DistillConfig, EnsembleConfig, RegularizationConfig,  # the configs live
+                                    ThresholdConfig, TrainConfig)  # there, numpy-free
 from emocli.training.distill import describe as describe_distillation
 from emocli.training.folds import ENSEMBLE_DIR, OPTIMISTIC_OOF, CrossFit, Member, cross_fit, fold_index, student_rows
 from emocli.training.holdout import OPTIMISTIC_DEV, Rows, headline, plan_rows
@@ -182,19 +183,25 @@ def _epoch_thresholds(scores, data: LabelledData, config: ThresholdConfig) -> np
 
 
 def _parameter_groups(module, config: TrainConfig) -> list[dict]:
-    """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate."""
+    """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate;
+    with --llrd each encoder layer at lr x llrd^depth (emocli.training.regularizers.layer_scales)."""
+    from emocli.training.regularizers import layer_scales
+
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     prefix = getattr(module, "base_model_prefix", "") or ""
     encoder = getattr(module, prefix, None) if prefix else None
     encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else None
-    groups: dict[tuple[bool, bool], list] = {}
+    llrd = config.regularization.llrd
+    scales = layer_scales(module, llrd) if llrd is not None else {}
+    groups: dict[tuple[bool, float, bool], list] = {}
     for name, param in module.named_parameters():
         is_head = encoder_ids is not None and id(param) not in encoder_ids
-        groups.setdefault((is_head, any(k in name for k in no_decay)), []).append(param)
+        scale = 1.0 if is_head else scales.get(id(param), 1.0)
+        groups.setdefault((is_head, scale, any(k in name for k in no_decay)), []).append(param)
     head_lr = config.head_learning_rate or config.learning_rate
     return [{"params": params, "weight_decay": 0.0 if decay_free else config.weight_decay,
-             "lr": head_lr if is_head else config.learning_rate}
-            for (is_head, decay_free), params in sorted(groups.items())]
+             "lr": head_lr if is_head else config.learning_rate * scale}
+            for (is_head, scale, decay_free), params in sorted(groups.items())]
 
 
 @dataclass
@@ -209,6 +216,7 @@ class _Loop:
     loss_fn: Any
     distiller: Any
     config: TrainConfig
+    ema: Any = None  # regularizers.WeightEMA with --ema-decay
     step: int = 0  # optimizer steps
     seen: int = 0  # rows, all processes
     started: float = field(default_factory=time.perf_counter)
@@ -216,6 +224,10 @@ class _Loop:
     @property
     def out_of_steps(self) -> bool:
         return bool(self.config.max_steps) and self.step >= self.config.max_steps
+
+    def averaged(self):
+        """The weights that evaluate, tune and are saved: the EMA's with --ema-decay, else the live ones."""
+        return self.ema.applied() if self.ema is not None else nullcontext()
 
 
 @dataclass
@@ -268,6 +280,7 @@ def _prepare_loop(config: TrainConfig, base_dir: Path, train: LabelledData) -> t
     from emocli.training.distill import prepare as prepare_distillation
     from emocli.model.heads import build_for
     from emocli.training.losses import MultiLabelLoss
+    from emocli.training.regularizers import RDropLoss, WeightEMA
 
     accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                               gradient_accumulation_steps=config.gradient_accumulation)
@@ -286,16 +299,36 @@ def _prepare_loop(config: TrainConfig, base_dir: Path, train: LabelledData) -> t
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     loss_fn = MultiLabelLoss(config.loss, train.positives(), train.known(),
                              label_cooccurrence(train.targets, train.mask))
+    if config.regularization.rdrop > 0:
+        loss_fn = RDropLoss(loss_fn, config.regularization.rdrop)
     module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
-    loop = _Loop(accelerator, module, optimizer, scheduler, loader, loss_fn, distiller, config)
+    ema = (WeightEMA(accelerator.unwrap_model(module), config.regularization.ema_decay)
+           if config.regularization.ema_decay is not None else None)
+    loop = _Loop(accelerator, module, optimizer, scheduler, loader, loss_fn, distiller, config, ema)
     return loop, tokenizer, total_steps
+
+
+def _batch_loss(loop: _Loop, batch: dict, targets, mask):
+    """The loss of one batch: one forward pass, or with --rdrop one pass over the batch doubled (two dropout masks)."""
+    from emocli.training.regularizers import doubled
+
+    needs_embeddings = loop.config.loss.needs_embeddings
+    rdrop = loop.config.regularization.rdrop > 0
+    inputs = doubled(batch) if rdrop else batch
+    output = loop.module(**inputs, output_hidden_states=needs_embeddings)
+    embeddings = _mean_pooled(output.hidden_states[-1], inputs["attention_mask"]) if needs_embeddings else None
+    if not rdrop:
+        return loop.loss_fn(output.logits, targets, mask, embeddings)
+    logits_a, logits_b = output.logits.chunk(2)
+    embeddings_a, embeddings_b = embeddings.chunk(2) if embeddings is not None else (None, None)
+    return loop.loss_fn(logits_a, logits_b, targets, mask, embeddings_a, embeddings_b)
 
 
 def _train_epoch(loop: _Loop, labels: tuple[str, ...], progress: Progress) -> tuple[Any, Any]:
     """One pass over the loader (or up to max_steps); the summed per-class loss and known counts."""
     import torch
 
-    accelerator, module, needs_embeddings = loop.accelerator, loop.module, loop.config.loss.needs_embeddings
+    accelerator, module = loop.accelerator, loop.module
     module.train()
     class_loss = torch.zeros(len(labels))
     class_known = torch.zeros(len(labels))
@@ -303,16 +336,15 @@ def _train_epoch(loop: _Loop, labels: tuple[str, ...], progress: Progress) -> tu
     for batch in loop.loader:
         targets, mask = batch.pop("labels_"), batch.pop("mask_")
         with accelerator.accumulate(module):
-            output = module(**batch, output_hidden_states=needs_embeddings)
-            embeddings = (_mean_pooled(output.hidden_states[-1], batch["attention_mask"])
-                          if needs_embeddings else None)
-            loss = loop.loss_fn(output.logits, targets, mask, embeddings)
+            loss = _batch_loss(loop, batch, targets, mask)
             accelerator.backward(loss.total + loop.distiller.loss(module) if loop.distiller else loss.total)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(module.parameters(), 1.0)
             loop.optimizer.step()
             loop.scheduler.step()
             loop.optimizer.zero_grad()
+            if loop.ema is not None and accelerator.sync_gradients:
+                loop.ema.update()
         class_loss += loss.per_class.float().cpu()
         class_known += loss.known.float().cpu()
         value = float(loss.total.detach())
@@ -363,12 +395,14 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
             last_epoch = epoch
             if dev is not None:
                 unwrapped = accelerator.unwrap_model(loop.module)
-                scores, metrics = _evaluate_epoch(unwrapped, tokenizer, train.labels, dev, config, accelerator.autocast)
+                with loop.averaged():  # the EMA's weights are the ones compared, kept and saved
+                    scores, metrics = _evaluate_epoch(unwrapped, tokenizer, train.labels, dev, config,
+                                                      accelerator.autocast)
+                    stopping.update(epoch, metrics["macro_f1"], scores, unwrapped)
                 record["dev_macro_f1"] = metrics["macro_f1"]
                 record["dev_micro_f1"] = metrics["micro_f1"]
                 record["dev_f1"] = {label: m["f1"] for label, m in metrics["per_class"].items()}
                 progress.advance(0, dev_macro_F1=f"{metrics['macro_f1']:.3f}")
-                stopping.update(epoch, metrics["macro_f1"], scores, unwrapped)
             history.append(record)
             if (dev is not None and stopping.should_stop) or loop.out_of_steps:
                 break
@@ -377,6 +411,8 @@ def _fit(config: TrainConfig, base_dir: Path, train: LabelledData, dev: Labelled
     module = accelerator.unwrap_model(loop.module)
     if stopping.best_state is not None:
         module.load_state_dict(stopping.best_state)
+    elif loop.ema is not None:
+        loop.ema.copy_to_module()  # no dev to stop on: the last epoch's averaged weights
     module.eval()
     fit = _Fit(module, history.records, stopping.best_epoch if dev is not None else last_epoch, stopping.best_scores)
     accelerator.wait_for_everyone()
@@ -493,6 +529,7 @@ def _member_trainer(config: TrainConfig, base_dir: Path, rows: Rows, ensemble_di
                          max_length=config.max_length,
                          extra={"ensemble_member": {"index": i, "seed": member_config.seed, "train_rows": len(part),
                                                     "fold_rows": len(held)}, "best_epoch": fit.best_epoch,
+                                "regularization": asdict(config.regularization),
                                 "threshold_source": "its own fold"})
         if accelerator.is_main_process:
             save_model(out, fit.module, tokenizer, info)
@@ -565,6 +602,7 @@ def _model_info(config: TrainConfig, train: LabelledData, dev: LabelledData | No
         extra={
             "languages": normalize_languages(train.language_set),  # ISO 639-3; None: the data names none
             "base_model": base, "loss": asdict(config.loss), "sampler": config.sampler,
+            "regularization": asdict(config.regularization),
             "threshold_config": asdict(config.thresholds), "threshold_source": outcome.source,
             "training": _config_record(config), "best_epoch": outcome.best_epoch,
             "data": {"train": train.fingerprints, "dev": dev.fingerprints if dev else {},
@@ -625,4 +663,4 @@ def register_finetuned(name: str, out_dir: Path, info, base_name: str) -> Path:
     return register_model(spec, set_default=True)
 
 
-__all__ = ["TrainConfig", "TrainResult", "finetune", "macro_f1"]
+__all__ = ["RegularizationConfig", "TrainConfig", "TrainResult", "finetune", "macro_f1"]

@@ -15,7 +15,7 @@ from emocli.errors import InputError
 from emocli.model.heads import ARCHS, HEADS, SMALL_LEARNING_RATE, ArchitectureConfig
 from emocli.training.config import (CLASS_WEIGHTS, LOSSES, MIXED_PRECISION, RECIPES, SAMPLERS, THRESHOLD_MODES,
                                     THRESHOLD_SOURCES, DataSpec, DistillConfig, EnsembleConfig, EvalConfig, LossConfig,
-                                    ThresholdConfig, TrainConfig)
+                                    RegularizationConfig, ThresholdConfig, TrainConfig)
 from emocli.cli.progress import progress_for
 from emocli.cli.console import err_console, out_console, print_json
 
@@ -95,6 +95,7 @@ def train_config(flags: dict) -> TrainConfig:
         architecture=ArchitectureConfig(arch=o.arch, head=o.head),
         distill=DistillConfig(teacher=o.teacher, unlabeled=() if ensemble.distill else tuple(o.unlabeled or ()),
                               weight=o.distill_weight),
+        regularization=_build(RegularizationConfig, ema_decay=o.ema_decay, llrd=o.llrd, rdrop=o.rdrop),
         ensemble=ensemble, score_fraction=o.score_fraction, dev_held_out=o.dev_held_out,
         sampler=o.sampler, epochs=o.epochs, batch_size=o.batch_size,
         learning_rate=o.lr if o.lr is not None else (SMALL_LEARNING_RATE if o.arch == "small"
@@ -131,6 +132,9 @@ def finetune_command(
     batch_size: int = typer.Option(_train("batch_size"), "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr", help=f"Peak learning rate (AdamW, linear warm-up, cosine decay); default {_train('learning_rate')}, {SMALL_LEARNING_RATE} with --arch small."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the new head (all but the pretrained encoder); default: --lr."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an exponential moving average of the weights (decay per optimizer step, e.g. 0.99); it is what early stopping, the thresholds and the saved model use."),
+    llrd: Optional[float] = typer.Option(None, "--llrd", help="Layer-wise learning-rate decay (e.g. 0.8): the top encoder layer trains at --lr, each layer below at this factor times the one above, the embeddings lowest; the head keeps --head-lr."),
+    rdrop: float = typer.Option(default_of(RegularizationConfig, "rdrop"), "--rdrop", help="R-Drop alpha (e.g. 1.0): two dropout passes per batch, loss + alpha x their symmetric KL; about 2x the training time. 0: off."),
     weight_decay: float = typer.Option(_train("weight_decay"), "--weight-decay"),
     warmup_ratio: float = typer.Option(_train("warmup_ratio"), "--warmup-ratio"),
     max_length: int = typer.Option(_train("max_length"), "--max-length", help="Tokens per text (training and, saved, inference)."),
