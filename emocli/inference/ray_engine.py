@@ -112,9 +112,11 @@ def _init(ray, config: RayConfig) -> None:
         if config.address is None:
             workers = config.workers or max(1, int((os.cpu_count() or 1) // config.cpus_per_worker))
             # one CPU more than the actors take, for Ray Data's listing and read tasks
+            # Ray renices its workers by +15 by default: on a shared box they would then lose the cores to any
+            # other job (and to their own driver), so the actors run at the driver's priority
             ray.init(num_cpus=int(workers * config.cpus_per_worker) + 1,
                      object_store_memory=_object_store_bytes(config),
-                     **options)
+                     _system_config={"worker_niceness": 0}, **options)
         else:
             ray.init(address=config.address, **options)
     except ConnectionError as exc:
@@ -159,7 +161,7 @@ def _first_line(exc: BaseException) -> str:
 class BatchScorer:
     """One per actor: loads the model once, then scores each Arrow batch with the engine's `score_batch`."""
 
-    def __init__(self, model_path: str, spec, engine: "EngineConfig", text_col: str):
+    def __init__(self, model_path: str, spec, engine: "EngineConfig", text_col: str, text_back: bool = True):
         from emocli.inference.engine import load_scorer
         from emocli.model.device import resolve_device
         from emocli.model.io import load_model
@@ -167,11 +169,14 @@ class BatchScorer:
         model = load_model(model_path, spec, device=resolve_device(engine.device), dtype=engine.dtype)
         self.scorer = load_scorer(model, engine)
         self.text_col = text_col
+        self.text_back = text_back
 
     def __call__(self, batch: "pa.Table") -> "pa.Table":
         from emocli.inference.engine import score_batch
 
         scores = score_batch(batch.column(self.text_col).combine_chunks(), self.scorer)
+        if not self.text_back:  # the texts are the bulk of a batch: they cross the object store back only if used
+            batch = batch.drop_columns([self.text_col])
         for name, column in zip(scores.schema.names, scores.columns):
             batch = batch.append_column(SCORE_PREFIX + name, column)
         return batch
@@ -232,12 +237,13 @@ def _check_text_type(group: list["FilePlan"]) -> None:
 
 def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], resolved: "ResolvedModel",
                    engine: "EngineConfig", text_col: str, cluster: Cluster, budget: int | None,
-                   ) -> Iterator[tuple["FilePlan", int, "pa.RecordBatch | None", "ScoredWindow | None"]]:
+                   detect_language: bool = False) -> Iterator[tuple["FilePlan", int, "pa.RecordBatch | None", "ScoredWindow | None"]]:
     """(file, first row, input columns, scores) in file order, computed by Ray actors: the windows the local
     engine's `score_windows` yields (the tagger wraps them); (file, 0, None, None) marks a file's end.
 
     Files already done are not read; a file resumed mid-way is read and scored again from its start and its
-    rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once.
+    rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once. The
+    input columns come back without the texts unless the driver uses them (detect_language, stored or id text).
     """
     from emocli.inference.engine import DEFAULT_WINDOW_ROWS
 
@@ -248,7 +254,8 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
         dataset = _read(ray, group).map_batches(
-            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, engine, text_col),
+            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, engine, text_col,
+                                              detect_language or _stores_text(group)),
             batch_size=window_rows, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cluster.workers),
             num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker or None)
@@ -261,6 +268,11 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
                 return
         yield from stream.close()
         budget = stream.budget
+
+
+def _stores_text(group: list["FilePlan"]) -> bool:
+    """Whether the driver writes the text column itself (--keep-text, or the text is the id)."""
+    return any(p.text_col == p.id_col or p.text_col in (c for c, _ in p.kept) for p in group)
 
 
 def _one_line_errors(ray, blocks):
