@@ -157,6 +157,44 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# -- what each actor gets -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ActorPlan:
+    """Resources one scoring actor asks Ray for, and the engine settings it scores with."""
+
+    num_cpus: float
+    num_gpus: float | None  # None: no GPU (Ray's map_batches wants None, not 0)
+    engine: "EngineConfig"  # device, dtype, batch_tokens, window_rows and threads filled in
+
+
+def actor_plan(engine: "EngineConfig", cpus_per_worker: float, gpus_per_worker: float) -> ActorPlan:
+    """Pure: a GPU actor (gpus_per_worker > 0) runs on the GPU Ray gives it with the local engine's GPU batching
+    (131072-token batches, 65536-row windows, bf16 unless --dtype says otherwise); a CPU actor uses the CPU
+    defaults with one torch thread per CPU it holds. --device must agree with --gpus-per-worker, since Ray only
+    hands an actor a GPU it asked for."""
+    from emocli.inference.engine import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS
+
+    on_gpu = gpus_per_worker > 0
+    if engine.device.startswith("cuda") and not on_gpu:
+        raise InputError(f"--device {engine.device} with --engine ray needs --gpus-per-worker (e.g. 1): Ray gives "
+                         "an actor a GPU only when it asks for one")
+    if engine.device == "cpu" and on_gpu:
+        raise InputError("--device cpu with --gpus-per-worker: leave --gpus-per-worker out to score on CPUs")
+    if engine.device.startswith("cuda:"):
+        raise InputError(f"--device {engine.device}: with --engine ray each actor uses the GPU Ray assigns it; "
+                         "say --device cuda (or auto)")
+    if on_gpu and engine.quantize:
+        raise InputError("--quantize is for CPU inference; on a GPU use --dtype bf16 or fp16")
+    kind = "cuda" if on_gpu else "cpu"
+    dtype = engine.dtype if engine.dtype != "auto" else ("bf16" if on_gpu else "fp32")
+    threads = engine.threads or max(1, int(cpus_per_worker))  # its own CPUs, not every core of its node
+    planned = replace(engine, device=kind, dtype=dtype, threads=threads,
+                      # None on a CPU: the backend's own budget (ONNX keeps 1,024, torch 4,096)
+                      batch_tokens=engine.batch_tokens or (DEFAULT_BATCH_TOKENS[kind] if on_gpu else None),
+                      window_rows=engine.window_rows or DEFAULT_WINDOW_ROWS[kind])
+    return ActorPlan(cpus_per_worker, gpus_per_worker if on_gpu else None, planned)
+
+
 # -- the actor -----------------------------------------------------------------------------------------------
 class BatchScorer:
     """One per actor: loads the model once, then scores each Arrow batch with the engine's `score_batch`."""
@@ -245,20 +283,17 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
     rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once. The
     input columns come back without the texts unless the driver uses them (detect_language, stored or id text).
     """
-    from emocli.inference.engine import DEFAULT_WINDOW_ROWS
-
     ray = require_ray()
-    window_rows = engine.window_rows or DEFAULT_WINDOW_ROWS["cuda" if cluster.gpus_per_worker else "cpu"]
-    # an actor's torch uses the CPUs it holds, not every core of its node (--threads overrides)
-    engine = replace(engine, threads=engine.threads or max(1, int(cluster.cpus_per_worker)))
+    plan = actor_plan(engine, cluster.cpus_per_worker, cluster.gpus_per_worker)
+    window_rows = plan.engine.window_rows
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
         dataset = _read(ray, group).map_batches(
-            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, engine, text_col,
+            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, plan.engine, text_col,
                                               detect_language or _stores_text(group)),
             batch_size=window_rows, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cluster.workers),
-            num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker or None)
+            num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
         # Ray Data restarts a dead actor and retries its tasks (max_restarts=-1, max_task_retries=-1 by default)
         stream = _FileStream(group, state, budget, window_rows)
         for block in _one_line_errors(ray, dataset.iter_batches(batch_format="pyarrow", batch_size=None,

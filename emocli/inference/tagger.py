@@ -442,8 +442,9 @@ def _engine(config: TagConfig) -> Iterator[Cluster | None]:
     if config.runner == "local":
         yield None
         return
-    from emocli.inference.ray_engine import connected
+    from emocli.inference.ray_engine import actor_plan, connected
 
+    actor_plan(config.engine, config.ray.cpus_per_worker, config.ray.gpus_per_worker)  # fails before Ray starts
     with connected(config.ray) as cluster:
         yield cluster
 
