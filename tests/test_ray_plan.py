@@ -8,7 +8,7 @@ import pytest
 
 from emocli.errors import InputError
 from emocli.inference.engine import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS, EngineConfig
-from emocli.inference.ray_engine import actor_plan
+from emocli.inference.ray_engine import actor_batch_rows, actor_plan
 
 
 def test_a_gpu_actor_takes_its_gpu_and_the_local_gpu_batching():
@@ -53,3 +53,12 @@ def test_cli_device_cuda_without_gpus_per_worker_is_one_line_and_writes_nothing(
     assert "needs --gpus-per-worker" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_a_small_input_is_shared_by_every_actor_and_a_large_one_goes_by_windows():
+    assert actor_batch_rows(4000, window_rows=4096, workers=2) == 2000
+    assert actor_batch_rows(1200, window_rows=65536, workers=8) == 150
+    assert actor_batch_rows(5, window_rows=4096, workers=8) == 1
+    assert actor_batch_rows(8192, window_rows=4096, workers=2) == 4096
+    assert actor_batch_rows(200_000, window_rows=4096, workers=2) == 4096
+    assert actor_batch_rows(None, window_rows=4096, workers=2) == 4096  # a CSV: rows unknown before reading

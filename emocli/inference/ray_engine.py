@@ -288,10 +288,14 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
     window_rows = plan.engine.window_rows
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
-        dataset = _read(ray, group).map_batches(
+        dataset = _read(ray, group)
+        batch_rows = actor_batch_rows(_known_rows(group), window_rows, cluster.workers)
+        if batch_rows < window_rows:  # a small input: cut into one block per actor batch, or one actor gets all
+            dataset = dataset.repartition(target_num_rows_per_block=batch_rows)
+        dataset = dataset.map_batches(
             BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, plan.engine, text_col,
                                               detect_language or _stores_text(group)),
-            batch_size=window_rows, batch_format="pyarrow",
+            batch_size=batch_rows, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cluster.workers),
             num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
         # Ray Data restarts a dead actor and retries its tasks (max_restarts=-1, max_task_retries=-1 by default)
@@ -303,6 +307,20 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
                 return
         yield from stream.close()
         budget = stream.budget
+
+
+def actor_batch_rows(rows: int | None, window_rows: int, workers: int) -> int:
+    """Rows per actor batch: a window, or for an input of fewer than workers x window rows an even share, so
+    every actor scores (Ray Data hands a whole block to one actor; 4,000 rows are one block). Rows unknown
+    (CSV): a window."""
+    if rows is None or rows >= workers * window_rows:
+        return window_rows
+    return max(1, -(-rows // workers))
+
+
+def _known_rows(group: list["FilePlan"]) -> int | None:
+    counts = [p.source.num_rows for p in group]
+    return None if None in counts else sum(counts)
 
 
 def _stores_text(group: list["FilePlan"]) -> bool:
