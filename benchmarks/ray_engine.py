@@ -7,6 +7,11 @@ else (what bounds how many workers one driver can feed, docs/ray-engine.md).
 
     python -m benchmarks.ray_engine --rows 200000 --model tiny --repeats 2
     python -m benchmarks.ray_engine --rows 4000 --model minilm --repeats 1
+    python -m benchmarks.ray_engine --rows 200000 --model tiny --repeats 2 --breakdown
+
+--breakdown also times, in this process and on the same corpus, the parts of a ray run one at a time: Ray Data's
+read alone, the read through an actor pool whose actors do nothing (Ray's transfer and scheduling), the scoring
+function alone in one thread (what the actors compute), and the full ray pipeline without the store.
 """
 
 from __future__ import annotations
@@ -124,6 +129,67 @@ def ingest_rate(rows: int, window_rows: int, n_labels: int = 11) -> dict:
             "rows_per_s": round(rows / seconds)}
 
 
+class Passthrough:
+    """An actor that returns what BatchScorer returns minus the scores: Ray's own cost of a map_batches stage."""
+
+    def __init__(self, text_col: str):
+        self.text_col = text_col
+
+    def __call__(self, batch):
+        return batch.drop_columns([self.text_col])
+
+
+def _timed_blocks(blocks) -> dict:
+    started, first, rows = time.perf_counter(), None, 0
+    for block in blocks:
+        rows += block.num_rows
+        first = first if first is not None else time.perf_counter() - started
+    return {"rows": rows, "seconds": round(time.perf_counter() - started, 2),
+            "first_block_seconds": round(first or 0.0, 2)}
+
+
+def breakdown(corpus: Path, model: str, workers: int) -> dict:
+    """Seconds of each part of a ray run on this corpus, measured one part at a time (see the module doc)."""
+    import ray
+
+    from emocli.data import describe_inputs, expand_inputs, iter_record_batches
+    from emocli.hub.pull import resolve_model
+    from emocli.inference.engine import DEFAULT_WINDOW_ROWS, EngineConfig, load_scorer, score_batch
+    from emocli.inference.ray_engine import RayConfig, _read, connected, scored_windows
+    from emocli.inference.tagger import TagConfig, plan_files, plan_language
+    from emocli.model.io import load_model, read_model_info
+    from emocli.store.core import FileProgress
+
+    config = TagConfig(inputs=(str(corpus),), model=model)
+    resolved = resolve_model(model)
+    info = read_model_info(resolved.path, resolved.spec)
+    sources = describe_inputs(expand_inputs([str(corpus)]))
+    plans, _ = plan_files(sources, config, info.labels, plan_language(sources, config))
+    window_rows = DEFAULT_WINDOW_ROWS["cpu"]
+    engine = EngineConfig(threads=1)
+    out: dict = {"workers": workers, "window_rows": window_rows}
+
+    scorer = load_scorer(load_model(resolved.path, resolved.spec, device="cpu"), engine)
+    started = time.perf_counter()
+    for _, batch in iter_record_batches(plans[0].source, [config.text_col], batch_rows=window_rows,
+                                        string_columns=(config.text_col,)):
+        score_batch(batch.column(0), scorer)
+    score = time.perf_counter() - started
+    out["score_one_thread"] = {"seconds": round(score, 2), "per_worker_ideal_seconds": round(score / workers, 2)}
+
+    with connected(RayConfig(workers=workers, cpus_per_worker=1.0)) as cluster:
+        out["read_only"] = _timed_blocks(_read(ray, plans).iter_batches(batch_format="pyarrow", batch_size=None))
+        passthrough = _read(ray, plans).map_batches(
+            Passthrough, fn_constructor_args=(config.text_col,), batch_size=window_rows, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1.0)
+        out["read_and_idle_actors"] = _timed_blocks(passthrough.iter_batches(batch_format="pyarrow", batch_size=None,
+                                                                             prefetch_batches=2))
+        state = {p.source.key: FileProgress(0, False) for p in plans}
+        pieces = scored_windows(plans, state, resolved, engine, config.text_col, cluster, None)
+        out["pipeline_without_store"] = _timed_blocks(batch for _, _, batch, scored in pieces if scored is not None)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
@@ -131,6 +197,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ingest-rows", type=int, default=200_000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--breakdown", action="store_true", help="also time the parts of a ray run one by one")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     engines = {
@@ -151,6 +218,9 @@ def main() -> int:
             for name in order:
                 runs[name].append(run_tag(corpus, model, work / f"{name}.duckdb", engines[name]))
                 print(name, runs[name][-1], file=sys.stderr)
+        parts = breakdown(corpus, model, cores) if args.breakdown else None
+        if parts:
+            print("breakdown", parts, file=sys.stderr)
     ingest = [ingest_rate(args.ingest_rows, w) for w in (4096, 65536)]
     best = {name: max(r["texts_per_s"] for r in rs) for name, rs in runs.items()}
     best_process = {name: max(r["texts_per_s_process"] for r in rs) for name, rs in runs.items()}
@@ -165,6 +235,7 @@ def main() -> int:
         "best_texts_per_s_process": best_process,
         "ratio_ray_over_local_process": round(best_process["ray"] / best_process["local"], 3),
         "driver_ingest": ingest,
+        **({"breakdown": parts} if parts else {}),
         "cpu": cpu_model(), "cpu_count": cores, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "versions": {**library_versions(), "ray": ray.__version__},
         "note": "texts_per_s: rows / the tag loop's seconds (after the model load; for ray this includes starting "

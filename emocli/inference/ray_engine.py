@@ -112,9 +112,11 @@ def _init(ray, config: RayConfig) -> None:
         if config.address is None:
             workers = config.workers or max(1, int((os.cpu_count() or 1) // config.cpus_per_worker))
             # one CPU more than the actors take, for Ray Data's listing and read tasks
+            # Ray renices its workers by +15 by default: on a shared box they would then lose the cores to any
+            # other job (and to their own driver), so the actors run at the driver's priority
             ray.init(num_cpus=int(workers * config.cpus_per_worker) + 1,
                      object_store_memory=_object_store_bytes(config),
-                     **options)
+                     _system_config={"worker_niceness": 0}, **options)
         else:
             ray.init(address=config.address, **options)
     except ConnectionError as exc:
@@ -155,11 +157,49 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# -- what each actor gets -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ActorPlan:
+    """Resources one scoring actor asks Ray for, and the engine settings it scores with."""
+
+    num_cpus: float
+    num_gpus: float | None  # None: no GPU (Ray's map_batches wants None, not 0)
+    engine: "EngineConfig"  # device, dtype, batch_tokens, window_rows and threads filled in
+
+
+def actor_plan(engine: "EngineConfig", cpus_per_worker: float, gpus_per_worker: float) -> ActorPlan:
+    """Pure: a GPU actor (gpus_per_worker > 0) runs on the GPU Ray gives it with the local engine's GPU batching
+    (131072-token batches, 65536-row windows, bf16 unless --dtype says otherwise); a CPU actor uses the CPU
+    defaults with one torch thread per CPU it holds. --device must agree with --gpus-per-worker, since Ray only
+    hands an actor a GPU it asked for."""
+    from emocli.inference.engine import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW_ROWS
+
+    on_gpu = gpus_per_worker > 0
+    if engine.device.startswith("cuda") and not on_gpu:
+        raise InputError(f"--device {engine.device} with --engine ray needs --gpus-per-worker (e.g. 1): Ray gives "
+                         "an actor a GPU only when it asks for one")
+    if engine.device == "cpu" and on_gpu:
+        raise InputError("--device cpu with --gpus-per-worker: leave --gpus-per-worker out to score on CPUs")
+    if engine.device.startswith("cuda:"):
+        raise InputError(f"--device {engine.device}: with --engine ray each actor uses the GPU Ray assigns it; "
+                         "say --device cuda (or auto)")
+    if on_gpu and engine.quantize:
+        raise InputError("--quantize is for CPU inference; on a GPU use --dtype bf16 or fp16")
+    kind = "cuda" if on_gpu else "cpu"
+    dtype = engine.dtype if engine.dtype != "auto" else ("bf16" if on_gpu else "fp32")
+    threads = engine.threads or max(1, int(cpus_per_worker))  # its own CPUs, not every core of its node
+    planned = replace(engine, device=kind, dtype=dtype, threads=threads,
+                      # None on a CPU: the backend's own budget (ONNX keeps 1,024, torch 4,096)
+                      batch_tokens=engine.batch_tokens or (DEFAULT_BATCH_TOKENS[kind] if on_gpu else None),
+                      window_rows=engine.window_rows or DEFAULT_WINDOW_ROWS[kind])
+    return ActorPlan(cpus_per_worker, gpus_per_worker if on_gpu else None, planned)
+
+
 # -- the actor -----------------------------------------------------------------------------------------------
 class BatchScorer:
     """One per actor: loads the model once, then scores each Arrow batch with the engine's `score_batch`."""
 
-    def __init__(self, model_path: str, spec, engine: "EngineConfig", text_col: str):
+    def __init__(self, model_path: str, spec, engine: "EngineConfig", text_col: str, text_back: bool = True):
         from emocli.inference.engine import load_scorer
         from emocli.model.device import resolve_device
         from emocli.model.io import load_model
@@ -167,11 +207,14 @@ class BatchScorer:
         model = load_model(model_path, spec, device=resolve_device(engine.device), dtype=engine.dtype)
         self.scorer = load_scorer(model, engine)
         self.text_col = text_col
+        self.text_back = text_back
 
     def __call__(self, batch: "pa.Table") -> "pa.Table":
         from emocli.inference.engine import score_batch
 
         scores = score_batch(batch.column(self.text_col).combine_chunks(), self.scorer)
+        if not self.text_back:  # the texts are the bulk of a batch: they cross the object store back only if used
+            batch = batch.drop_columns([self.text_col])
         for name, column in zip(scores.schema.names, scores.columns):
             batch = batch.append_column(SCORE_PREFIX + name, column)
         return batch
@@ -232,26 +275,29 @@ def _check_text_type(group: list["FilePlan"]) -> None:
 
 def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], resolved: "ResolvedModel",
                    engine: "EngineConfig", text_col: str, cluster: Cluster, budget: int | None,
-                   ) -> Iterator[tuple["FilePlan", int, "pa.RecordBatch | None", "ScoredWindow | None"]]:
+                   detect_language: bool = False) -> Iterator[tuple["FilePlan", int, "pa.RecordBatch | None", "ScoredWindow | None"]]:
     """(file, first row, input columns, scores) in file order, computed by Ray actors: the windows the local
     engine's `score_windows` yields (the tagger wraps them); (file, 0, None, None) marks a file's end.
 
     Files already done are not read; a file resumed mid-way is read and scored again from its start and its
-    rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once.
+    rows before the checkpoint dropped here (Ray reads whole files), so every row lands exactly once. The
+    input columns come back without the texts unless the driver uses them (detect_language, stored or id text).
     """
-    from emocli.inference.engine import DEFAULT_WINDOW_ROWS
-
     ray = require_ray()
-    window_rows = engine.window_rows or DEFAULT_WINDOW_ROWS["cuda" if cluster.gpus_per_worker else "cpu"]
-    # an actor's torch uses the CPUs it holds, not every core of its node (--threads overrides)
-    engine = replace(engine, threads=engine.threads or max(1, int(cluster.cpus_per_worker)))
+    plan = actor_plan(engine, cluster.cpus_per_worker, cluster.gpus_per_worker)
+    window_rows = plan.engine.window_rows
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
-        dataset = _read(ray, group).map_batches(
-            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, engine, text_col),
-            batch_size=window_rows, batch_format="pyarrow",
+        dataset = _read(ray, group)
+        batch_rows = actor_batch_rows(_known_rows(group), window_rows, cluster.workers)
+        if batch_rows < window_rows:  # a small input: cut into one block per actor batch, or one actor gets all
+            dataset = dataset.repartition(target_num_rows_per_block=batch_rows)
+        dataset = dataset.map_batches(
+            BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, plan.engine, text_col,
+                                              detect_language or _stores_text(group)),
+            batch_size=batch_rows, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cluster.workers),
-            num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker or None)
+            num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
         # Ray Data restarts a dead actor and retries its tasks (max_restarts=-1, max_task_retries=-1 by default)
         stream = _FileStream(group, state, budget, window_rows)
         for block in _one_line_errors(ray, dataset.iter_batches(batch_format="pyarrow", batch_size=None,
@@ -261,6 +307,25 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
                 return
         yield from stream.close()
         budget = stream.budget
+
+
+def actor_batch_rows(rows: int | None, window_rows: int, workers: int) -> int:
+    """Rows per actor batch: a window, or for an input of fewer than workers x window rows an even share, so
+    every actor scores (Ray Data hands a whole block to one actor; 4,000 rows are one block). Rows unknown
+    (CSV): a window."""
+    if rows is None or rows >= workers * window_rows:
+        return window_rows
+    return max(1, -(-rows // workers))
+
+
+def _known_rows(group: list["FilePlan"]) -> int | None:
+    counts = [p.source.num_rows for p in group]
+    return None if None in counts else sum(counts)
+
+
+def _stores_text(group: list["FilePlan"]) -> bool:
+    """Whether the driver writes the text column itself (--keep-text, or the text is the id)."""
+    return any(p.text_col == p.id_col or p.text_col in (c for c, _ in p.kept) for p in group)
 
 
 def _one_line_errors(ray, blocks):

@@ -442,8 +442,9 @@ def _engine(config: TagConfig) -> Iterator[Cluster | None]:
     if config.runner == "local":
         yield None
         return
-    from emocli.inference.ray_engine import connected
+    from emocli.inference.ray_engine import actor_plan, connected
 
+    actor_plan(config.engine, config.ray.cpus_per_worker, config.ray.gpus_per_worker)  # fails before Ray starts
     with connected(config.ray) as cluster:
         yield cluster
 
@@ -475,11 +476,12 @@ def _ray_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, File
 
     kind = "cuda" if cluster.gpus_per_worker else "cpu"
     summary.device = f"ray: {cluster.workers} worker{'s' * (cluster.workers != 1)} ({kind})"
-    pieces = scored_windows(plans, state, resolved, config.engine, config.text_col, cluster, budget)
+    pieces = scored_windows(plans, state, resolved, config.engine, config.text_col, cluster, budget,
+                            detect_language=language.detect)
     texts_of = _texts_function(language)
     for plan, first_row, batch, scored in pieces:
         window = Window(plan, first_row, batch)
-        if scored is not None:
+        if scored is not None and language.detect:  # otherwise the actors sent no texts back
             texts_of(window)
         yield window, scored
 
