@@ -147,6 +147,7 @@ def test_bad_input_is_one_line_and_writes_nothing(local_ray, cli, tmp_path, corp
         (["tag", tmp_path / "missing.parquet", "--db", db, "--engine", "ray"], "missing.parquet: file not found"),
         ([*base, "--text-col", "body"], "no text column 'body'"),
         (["tag", *corpus, "--model", "no-such-model", "--db", db, "--engine", "ray"], "no-such-model"),
+        ([*base, "--gpus-per-worker", "1"], "the Ray cluster has 0 GPU(s)"),  # refused, not left waiting
     ]
     for args, message in cases:
         result = cli(args)

@@ -144,11 +144,16 @@ def _object_store_bytes(config: RayConfig) -> int:
 
 
 def _workers(ray, config: RayConfig) -> int:
-    if config.workers is not None:
-        return config.workers
     resources = ray.cluster_resources()
     if config.gpus_per_worker > 0:
-        return max(1, int(resources.get("GPU", 0) // config.gpus_per_worker))
+        gpus = resources.get("GPU", 0)
+        if gpus < config.gpus_per_worker:  # else the actor pool would wait for GPUs forever
+            raise InputError(f"--gpus-per-worker {config.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s)",
+                             hint="leave --gpus-per-worker out to score on CPUs")
+    if config.workers is not None:
+        return config.workers
+    if config.gpus_per_worker > 0:
+        return max(1, int(gpus // config.gpus_per_worker))
     return max(1, int((resources.get("CPU", 1) - 1) // config.cpus_per_worker))  # one CPU kept for reading
 
 
