@@ -6,7 +6,7 @@ Also measured: the driver's ingest rate, scored windows appended into DuckDB wit
 else (what bounds how many workers one driver can feed, docs/ray-engine.md).
 
     python -m benchmarks.ray_engine --rows 200000 --model tiny --repeats 2
-    python -m benchmarks.ray_engine --rows 4000 --model minilm --repeats 1
+    python -m benchmarks.ray_engine --rows 24000 --model minilm --repeats 1
     python -m benchmarks.ray_engine --rows 200000 --model tiny --repeats 2 --breakdown
 
 --breakdown also times, in this process and on the same corpus, the parts of a ray run one at a time: Ray Data's

@@ -294,8 +294,9 @@ def scored_windows(plans: list["FilePlan"], state: dict[str, "FileProgress"], re
     pending = [p for p in plans if not state[p.source.key].done]
     for group in _groups(pending):
         dataset = _read(ray, group)
-        batch_rows = actor_batch_rows(_known_rows(group), window_rows, cluster.workers)
-        if batch_rows < window_rows:  # a small input: cut into one block per actor batch, or one actor gets all
+        known_rows = _known_rows(group)
+        batch_rows = actor_batch_rows(known_rows, window_rows, cluster.workers)
+        if known_rows is not None:  # one block per actor batch: a block is never split across actors
             dataset = dataset.repartition(target_num_rows_per_block=batch_rows)
         dataset = dataset.map_batches(
             BatchScorer, fn_constructor_args=(str(resolved.path), resolved.spec, plan.engine, text_col,
