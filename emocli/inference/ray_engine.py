@@ -150,11 +150,9 @@ def _workers(ray, config: RayConfig) -> int:
         if gpus < config.gpus_per_worker:  # else the actor pool would wait for GPUs forever
             raise InputError(f"--gpus-per-worker {config.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s)",
                              hint="leave --gpus-per-worker out to score on CPUs")
-    if config.workers is not None:
-        return config.workers
-    if config.gpus_per_worker > 0:
-        return max(1, int(gpus // config.gpus_per_worker))
-    return max(1, int((resources.get("CPU", 1) - 1) // config.cpus_per_worker))  # one CPU kept for reading
+        return config.workers or max(1, int(gpus // config.gpus_per_worker))
+    # one CPU kept for reading
+    return config.workers or max(1, int((resources.get("CPU", 1) - 1) // config.cpus_per_worker))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -194,7 +192,7 @@ def actor_plan(engine: "EngineConfig", cpus_per_worker: float, gpus_per_worker: 
     dtype = engine.dtype if engine.dtype != "auto" else ("bf16" if on_gpu else "fp32")
     threads = engine.threads or max(1, int(cpus_per_worker))  # its own CPUs, not every core of its node
     planned = replace(engine, device=kind, dtype=dtype, threads=threads,
-                      # None on a CPU: the backend's own budget (ONNX keeps 1,024, torch 4,096)
+                      # None on a CPU: the backend's own budget (ONNX keeps 1,024, torch 2,048)
                       batch_tokens=engine.batch_tokens or (DEFAULT_BATCH_TOKENS[kind] if on_gpu else None),
                       window_rows=engine.window_rows or DEFAULT_WINDOW_ROWS[kind])
     return ActorPlan(cpus_per_worker, gpus_per_worker if on_gpu else None, planned)

@@ -109,10 +109,6 @@ class RegularizationConfig:
         if not self.rdrop >= 0.0:
             raise ValueError(f"--rdrop {self.rdrop} must be >= 0 (0: off)")
 
-    @property
-    def enabled(self) -> bool:
-        return self.ema_decay is not None or self.llrd is not None or self.rdrop > 0
-
 
 @dataclass(frozen=True)
 class DataSpec:

@@ -185,11 +185,10 @@ def _epoch_thresholds(scores, data: LabelledData, config: ThresholdConfig) -> np
 def _parameter_groups(module, config: TrainConfig) -> list[dict]:
     """AdamW groups: no decay on biases and norms; the head (all but the pretrained encoder) at its own rate;
     with --llrd each encoder layer at lr x llrd^depth (emocli.training.regularizers.layer_scales)."""
-    from emocli.training.regularizers import layer_scales
+    from emocli.training.regularizers import layer_scales, pretrained_encoder
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    prefix = getattr(module, "base_model_prefix", "") or ""
-    encoder = getattr(module, prefix, None) if prefix else None
+    encoder = pretrained_encoder(module)
     encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else None
     llrd = config.regularization.llrd
     scales = layer_scales(module, llrd) if llrd is not None else {}

@@ -82,10 +82,15 @@ def _attribute(root, dotted: str):
     return root
 
 
+def pretrained_encoder(module):
+    """The pretrained encoder inside a transformers model (its `base_model_prefix` attribute), or None."""
+    prefix = getattr(module, "base_model_prefix", "") or ""
+    return getattr(module, prefix, None) if prefix else None
+
+
 def encoder_layers(module) -> tuple[Any, list]:
     """(embeddings, layers bottom to top) of a model's pretrained encoder; InputError when it has no such split."""
-    prefix = getattr(module, "base_model_prefix", "") or ""
-    encoder = getattr(module, prefix, None) if prefix else None
+    encoder = pretrained_encoder(module)
     embeddings = getattr(encoder, "embeddings", None) if encoder is not None else None
     layers = next((found for path in LAYER_LISTS if (found := _attribute(encoder, path)) is not None), None)
     if embeddings is None or layers is None or len(layers) == 0:
