@@ -8,9 +8,10 @@ inference rejects the exported value shapes) and ran ~15% slower in fp32 here. i
 quantization of the MatMul weights (int8 per output channel, activations quantized per batch at run time; the
 embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file).
 A BERT-family encoder is traced with eager attention and its graph fused by onnxruntime's transformer optimizer
-(one Attention op per layer, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) before int8, which then
-also quantizes the fused attention's QKV weights (QAttention): the SDPA trace leaves attention as ~20 small ops
-the optimizer cannot match (benchmarks/results/onnx-cpu-minilm.md has the speed of each). Every export is
+(one Attention op per layer, BiasGelu, EmbedLayerNormalization) before int8, which then also quantizes the fused
+attention's QKV weights (QAttention): the SDPA trace leaves attention as ~20 small ops the optimizer cannot match.
+Its SkipLayerNormalization ops are split back into Add + LayerNormalization, which onnxruntime's CPU kernels run
+faster (benchmarks/results/onnx-cpu-minilm.md has the speed of each step). Every export is
 then verified through the engine, on texts it never saw, against the torch fp32 model: fp32 must stay within 1e-4
 of it (max |score difference|). int8 must stay within the tolerance `tag --quantize` states (0.03) or, where the
 torch int8 model (today's `--quantize`) itself moves further on the same texts, within that: on a fine-tuned
@@ -183,8 +184,9 @@ def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
     from emocli.config import user_config_dir
 
     precision = "int8" if int8 else "fp32"
-    # "fused": exports cached before the fused graphs are not reused (they run ~1.05x slower in int8)
-    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-fused-{precision}"
+    # "fused-addln": exports cached before the fused graphs (~1.05x slower in int8) or before the layer norms were
+    # split back out of their fused op (~1.35x slower) are not reused
+    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-fused-addln-{precision}"
     if (out / onnx_model.MODEL_FILE).exists() and (out / "emocli.json").exists():
         return out
     partial = out.with_name(out.name + ".partial")
@@ -232,8 +234,37 @@ def fuse_transformer_graph(path: Path, shape: tuple[int, int]) -> dict[str, int]
         heads, hidden = shape
         # opt_level 0: the Python fusions only; the session applies onnxruntime's own graph optimizations at load
         fused = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        statistics = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+        split_skip_layer_norms(fused.model)
         fused.save_model_to_file(str(path))
-    return {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+    return statistics
+
+
+def split_skip_layer_norms(graph_model) -> int:
+    """Each fused SkipLayerNormalization back into Add(x, bias), Add(skip), LayerNormalization, in place; how
+    many. onnxruntime 1.31's CPU SkipLayerNormalization kernel ran ~4x slower than those three ops on MiniLM's
+    shapes, which made the int8 forward ~1.35x slower (benchmarks/results/onnx-cpu-minilm.md); the session keeps
+    them apart (`onnx_model.DISABLED_FUSIONS`)."""
+    from onnx import helper
+
+    nodes, split = [], 0
+    for node in graph_model.graph.node:
+        if node.op_type != "SkipLayerNormalization":
+            nodes.append(node)
+            continue
+        x, skip, gamma, beta, bias = (list(node.input) + [""] * 5)[:5]
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        name = node.name or f"SkipLayerNormalization_{split}"
+        if bias:
+            nodes.append(helper.make_node("Add", [x, bias], [name + "_biased"], name=name + "_add_bias"))
+            x = name + "_biased"
+        nodes.append(helper.make_node("Add", [x, skip], [name + "_sum"], name=name + "_add_skip"))
+        nodes.append(helper.make_node("LayerNormalization", [name + "_sum", gamma, *([beta] if beta else [])],
+                                      [node.output[0]], name=name + "_layer_norm", axis=-1, epsilon=epsilon))
+        split += 1
+    del graph_model.graph.node[:]
+    graph_model.graph.node.extend(nodes)
+    return split
 
 
 def trace_to_onnx(model: "EmotionModel", path: Path, opset: int = OPSET, *, eager_attention: bool = False) -> None:

@@ -23,6 +23,9 @@ PRECISIONS = ("fp32", "int8")
 INSTALL_HINT = 'pip install "emocli[onnx]"'
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
+# onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization at load, whose CPU kernel ran ~4x
+# slower than the two apart (emocli/export/onnx_export.py `split_skip_layer_norms`)
+DISABLED_FUSIONS = ("SkipLayerNormFusion",)
 
 
 def require_onnxruntime():
@@ -41,7 +44,7 @@ def onnx_entry(info: ModelInfo) -> dict[str, Any]:
 
 class OnnxSession:
     """One ONNX Runtime session on the CPU, built on first use: intra-op threads = the cores (or `threads`), every
-    graph optimization on. The engine calls `logits(batch)` exactly where it would call a torch module."""
+    graph optimization on but the layer-norm fusion (DISABLED_FUSIONS). The engine calls `logits(batch)` exactly where it would call a torch module."""
 
     device = "cpu"
     # padded tokens per run: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x its speed
@@ -71,7 +74,8 @@ class OnnxSession:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.log_severity_level = 3  # errors only: no optimizer chatter on our stderr
-            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+                                                 disabled_optimizers=list(DISABLED_FUSIONS))
         return self._session
 
     def logits(self, batch):
