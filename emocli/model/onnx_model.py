@@ -44,7 +44,8 @@ def onnx_entry(info: ModelInfo) -> dict[str, Any]:
 
 class OnnxSession:
     """One ONNX Runtime session on the CPU, built on first use: intra-op threads = the cores (or `threads`), every
-    graph optimization on but the layer-norm fusion (DISABLED_FUSIONS). The engine calls `logits(batch)` exactly where it would call a torch module."""
+    graph optimization on but the layer-norm fusion (DISABLED_FUSIONS). The engine calls `logits(batch)` exactly
+    where it would call a torch module."""
 
     device = "cpu"
     # padded tokens per run: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x its speed
