@@ -106,6 +106,34 @@ def test_int8_export_is_smaller_and_within_the_quantize_tolerance(cli, tiny_mode
     assert np.nanmax(np.abs(expected - scores(tmp_path / "fp32.duckdb")[0])) <= 0.03
 
 
+def test_int8_weights_use_seven_bits_on_a_cpu_without_vnni(cli, tiny_model_dir, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from emocli.export.onnx_export import cpu_has_vnni, int8_weight_bits, quantize_int8
+
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert not cpu_has_vnni(flags) and int8_weight_bits(False) == 7
+    flags.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_has_vnni(flags) and int8_weight_bits(True) == 8
+    assert cpu_has_vnni(tmp_path / "absent")  # unreadable (not Linux): the full 8 bits
+
+    result, _ = export(cli, tiny_model_dir, tmp_path / "fp32")
+    assert result.exit_code == 0, result.stderr
+
+    def largest_weight(bits):
+        quantize_int8(tmp_path / "fp32" / "model.onnx", tmp_path / f"w{bits}.onnx", bits)
+        graph = onnx.load(str(tmp_path / f"w{bits}.onnx")).graph
+        return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max()) for t in graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and t.dims)
+
+    assert largest_weight(7) <= 64 < largest_weight(8) <= 127
+    int8, _ = export(cli, tiny_model_dir, tmp_path / "int8", "--int8")
+    onnx_entry = json.loads((tmp_path / "int8" / "emocli.json").read_text())["onnx"]
+    assert onnx_entry["int8_weight_bits"] == int8_weight_bits()  # this machine's choice, recorded
+
+
 def test_no_fuse_keeps_the_plain_trace_with_the_same_scores(cli, tiny_model_dir, corpus, tmp_path):
     plain, fused = tmp_path / "plain", tmp_path / "fused"
     result, report = export(cli, tiny_model_dir, plain, "--no-fuse")

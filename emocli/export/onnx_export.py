@@ -6,7 +6,8 @@ The graph comes from `torch.onnx.export` on the TorchScript path (`dynamo=False`
 sequence axes: on torch 2.13 the dynamo exporter's graph breaks onnxruntime's int8 quantizer (its shape
 inference rejects the exported value shapes) and ran ~15% slower in fp32 here. int8 is onnxruntime's dynamic
 quantization of the MatMul weights (int8 per output channel, activations quantized per batch at run time; the
-embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file).
+embedding tables stay fp32: quantizing them too cost 0.008 eng dev macro-F1 for a 2x smaller file). On an x86
+CPU without VNNI the weights use 7 bits (`int8_weight_bits`, recorded in emocli.json), as onnxruntime advises.
 A BERT-family encoder is traced with eager attention and its graph fused by onnxruntime's transformer optimizer
 (one Attention op per layer, BiasGelu, EmbedLayerNormalization) before int8, which then also quantizes the fused
 attention's QKV weights (QAttention): the SDPA trace leaves attention as ~20 small ops the optimizer cannot match.
@@ -158,14 +159,16 @@ def export_onnx(config: OnnxExportConfig, progress: Progress | None = None) -> O
     trace_to_onnx(model, traced, config.opset, eager_attention=fusable)
     fusion = fuse_transformer_graph(traced, fusable_shape(model)) if fusable else None
     progress.advance(1)
+    weight_bits = int8_weight_bits() if config.int8 else None
     if config.int8:
-        quantize_int8(traced, out / onnx_model.MODEL_FILE)
+        quantize_int8(traced, out / onnx_model.MODEL_FILE, weight_bits)
         traced.unlink()
         progress.advance(1)
     else:
         traced.replace(out / onnx_model.MODEL_FILE)
     precision = "int8" if config.int8 else "fp32"
-    entry = {**_onnx_entry(model, resolved.name, precision, config.opset), "fused": fusion}
+    entry = {**_onnx_entry(model, resolved.name, precision, config.opset), "fused": fusion,
+             "int8_weight_bits": weight_bits}
     _write_directory(out, model, resolved.path, entry)
     verification = verify_export(model, out, config)
     progress.advance(1)
@@ -185,8 +188,9 @@ def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
 
     precision = "int8" if int8 else "fp32"
     # "fused-addln": exports cached before the fused graphs (~1.05x slower in int8) or before the layer norms were
-    # split back out of their fused op (~1.35x slower) are not reused
-    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-fused-addln-{precision}"
+    # split back out of their fused op (~1.35x slower) are not reused; "w7": 7-bit weights (a CPU without VNNI)
+    flavour = f"{precision}w7" if int8 and int8_weight_bits() == 7 else precision
+    out = user_config_dir() / "onnx" / f"{''.join(c if c.isalnum() else '-' for c in key)}-fused-addln-{flavour}"
     if (out / onnx_model.MODEL_FILE).exists() and (out / "emocli.json").exists():
         return out
     partial = out.with_name(out.name + ".partial")
@@ -335,16 +339,40 @@ def _logits_module(module):
     return LogitsOf(module).eval()
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
+# CPU flags of the int8 dot-product instructions that onnxruntime's u8s8 kernels use where present
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this x86 CPU has VNNI (or AMX); True where it cannot be read (not Linux, not x86), as onnxruntime's
+    saturation caveat is about x86 AVX2/AVX-512 without VNNI."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    return flags is None or bool(VNNI_FLAGS.intersection(flags))
+
+
+def int8_weight_bits(has_vnni: bool | None = None) -> int:
+    """8, or 7 on an x86 CPU without VNNI: there onnxruntime's u8s8 kernel (vpmaddubsw) can saturate its 16-bit
+    pair sums, and onnxruntime's advice is 7-bit weights (`reduce_range`). On this project's AVX2-only EPYC that
+    moved eng + pcm dev macro-F1 vs fp32 from -0.0061 to +0.0051 and the max score difference from 0.012 to 0.009
+    at the same speed (benchmarks/results/onnx-cpu-minilm.md)."""
+    return 8 if (cpu_has_vnni() if has_vnni is None else has_vnni) else 7
+
+
+def quantize_int8(src: Path, dst: Path, weight_bits: int = 8) -> None:
     """onnxruntime's dynamic int8 quantization of the MatMuls and fused Attentions (QAttention): int8 weights per
-    output channel, activations per batch. The fused ops' outputs carry no shape-inferred type, hence the default."""
+    output channel (7 of their bits used when weight_bits is 7), activations per batch. The fused ops' outputs
+    carry no shape-inferred type, hence the default."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet_root_logger(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Attention"],
+                         reduce_range=weight_bits == 7, op_types_to_quantize=["MatMul", "Attention"],
                          extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
@@ -409,5 +437,5 @@ def _verification_texts(model: "EmotionModel", dev: tuple[str, ...]):
 
 
 __all__ = ["F1_TOLERANCE", "FP32_TOLERANCE", "OPSET", "OnnxExportConfig", "OnnxExportResult", "Verification",
-           "cached_export", "check_exportable", "export_onnx", "fuse_transformer_graph", "fusable_encoder", "quantize_int8",
-           "trace_to_onnx", "verify_export"]
+           "cached_export", "check_exportable", "cpu_has_vnni", "export_onnx", "fuse_transformer_graph", "fusable_encoder",
+           "int8_weight_bits", "quantize_int8", "trace_to_onnx", "verify_export"]
