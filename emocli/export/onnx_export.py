@@ -128,11 +128,13 @@ class OnnxExportResult:
     verification: Verification
     notes: list[str] = field(default_factory=list)
     fused: dict[str, int] | None = None  # the fused operators and their counts; None: not fused
+    int8_weight_bits: int | None = None  # int8: 8, or 7 on a CPU without VNNI (int8_weight_bits); fp32: None
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "source": self.source, "architecture": self.architecture,
                 "precision": self.precision, "opset": self.opset, "exporter": EXPORTER, "seconds": round(self.seconds, 2),
-                "size_mb": round(self.size_mb, 1), "fused": self.fused, "verification": self.verification.as_dict(),
+                "size_mb": round(self.size_mb, 1), "fused": self.fused, "int8_weight_bits": self.int8_weight_bits,
+                "verification": self.verification.as_dict(),
                 "notes": self.notes}
 
 
@@ -178,7 +180,7 @@ def export_onnx(config: OnnxExportConfig, progress: Progress | None = None) -> O
         "no --dev files: scores checked on built-in probe texts only, macro-F1 not checked"]
     return OnnxExportResult(out, resolved.name, model.info.architecture, precision, config.opset,
                             time.perf_counter() - started, (out / onnx_model.MODEL_FILE).stat().st_size / 2**20,
-                            verification, notes, fusion)
+                            verification, notes, fusion, weight_bits)
 
 
 def cached_export(model_dir: Path, key: str, *, int8: bool) -> Path:
@@ -358,7 +360,7 @@ def int8_weight_bits(has_vnni: bool | None = None) -> int:
     """8, or 7 on an x86 CPU without VNNI: there onnxruntime's u8s8 kernel (vpmaddubsw) can saturate its 16-bit
     pair sums, and onnxruntime's advice is 7-bit weights (`reduce_range`). On this project's AVX2-only EPYC that
     moved eng + pcm dev macro-F1 vs fp32 from -0.0061 to +0.0051 and the max score difference from 0.012 to 0.009
-    at the same speed (benchmarks/results/onnx-cpu-minilm.md)."""
+    at the same speed (benchmarks/results/onnx-cpu-epyc-minilm.md)."""
     return 8 if (cpu_has_vnni() if has_vnni is None else has_vnni) else 7
 
 
