@@ -439,5 +439,6 @@ def _verification_texts(model: "EmotionModel", dev: tuple[str, ...]):
 
 
 __all__ = ["F1_TOLERANCE", "FP32_TOLERANCE", "OPSET", "OnnxExportConfig", "OnnxExportResult", "Verification",
-           "cached_export", "check_exportable", "cpu_has_vnni", "export_onnx", "fuse_transformer_graph", "fusable_encoder",
-           "int8_weight_bits", "quantize_int8", "trace_to_onnx", "verify_export"]
+           "cached_export", "check_exportable", "cpu_has_vnni", "export_onnx", "fuse_transformer_graph",
+           "fusable_encoder", "int8_weight_bits", "quantize_int8", "split_skip_layer_norms", "trace_to_onnx",
+           "verify_export"]
