@@ -386,6 +386,9 @@ def onnx_throughput(args) -> int:
     variants = {"torch_fp32": (str(args.model), []), "torch_int8": (str(args.model), ["--quantize"]),
                 "torch_bf16": (str(args.model), ["--dtype", "bf16"]),
                 "onnx_fp32": (str(work / "onnx_fp32"), []), "onnx_int8": (str(work / "onnx_int8"), [])}
+    if args.bf16 == "no" or (args.bf16 == "auto" and not info["machine"]["cpu_bf16_matrix_unit_amx"]):
+        # emulated bf16 ran 0.14x fp32 on an AVX2-only EPYC (onnx-cpu-epyc-minilm.json): minutes per round for nothing
+        del variants["torch_bf16"]
     plan = [("pipeline", "pipeline", {"model": str(args.model), "corpus": str(args.corpus),
                                       "rows": args.peer_rows or args.rows, "max_length": args.max_length, "batch_size": 64})]
     plan += [(name, "emocli", {**common, "model": model, "db": str(work / f"{name}.duckdb"), "extra": extra})
@@ -455,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bert-base", action="store_true",
                         help="measure a BERT-base-sized model (random weights, MiniLM's tokenizer) instead of MiniLM")
     parser.add_argument("--pipeline-bf16", action="store_true", help="also measure the pipeline in bf16 (GPU)")
+    parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                        help="with --onnx: the torch bf16 row; auto: only on a CPU with a bf16 matrix unit (AMX)")
     parser.add_argument("--model", type=Path, help="emocli model directory [default: packaged MiniLM + head]")
     parser.add_argument("--corpus", type=Path, help="Parquet corpus [default: make_corpus.py into a temp dir]")
     parser.add_argument("--max-length", type=int, default=128)
