@@ -192,7 +192,8 @@ def test_wrong_backend_precision_or_missing_runtime_is_one_line(cli, tiny_model_
     assert export(cli, tiny_model_dir, out)[0].exit_code == 0
     cases = [(["--backend", "torch"], "is an ONNX export"), (["--quantize"], "this ONNX export has fp32 weights"),
              (["--backend", "tensorrt"], "--backend tensorrt: expected one of auto, torch, onnx"),
-             (["--dtype", "bf16"], "--dtype bf16 does not apply")]
+             (["--dtype", "bf16"], "--dtype bf16 does not apply"),
+             (["--device", "cuda"], "this onnxruntime has no CUDA execution provider (it has ")]
     for flags, message in cases:
         result = cli(["tag", corpus, "--model", out, "--db", tmp_path / "x.duckdb", "--quiet", *flags])
         assert result.exit_code == 2, (flags, result.stderr)
@@ -295,3 +296,20 @@ def test_split_skip_layer_norms_computes_what_the_fused_op_does():
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"],
                                          disabled_optimizers=list(DISABLED_FUSIONS)).run(None, feeds)[0]
     assert np.abs(run(split) - run(fused)).max() <= 1e-5
+
+
+def test_an_export_picks_its_device_and_execution_providers(cli, tiny_model_dir, tmp_path):
+    """auto is the CPU wherever onnxruntime lacks its CUDA provider (the CPU build, as here) or the export is int8;
+    a GPU is asked of onnxruntime's CUDA provider, with the CPU behind it for nodes CUDA has no kernel for."""
+    from emocli.model.io import load_model
+    from emocli.model.onnx_model import CUDA_PROVIDER, cuda_provider_available, providers_for
+
+    assert export(cli, tiny_model_dir, tmp_path / "int8", "--int8")[0].exit_code == 0
+    assert not cuda_provider_available()
+    model = load_model(tmp_path / "int8", device="auto")
+    assert model.module.device == "cpu" and model.module.batch_tokens == 1024
+    assert model.module.session.get_providers() == ["CPUExecutionProvider"]
+    assert providers_for("cuda:1") == [(CUDA_PROVIDER, {"device_id": 1}), "CPUExecutionProvider"]
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    result = cli(["evaluate", "-m", tmp_path / "int8", "--device", "cuda", "--data", tmp_path / "unread.csv"])
+    assert result.exit_code == 2 and "an int8 ONNX export is a CPU model" in result.stderr, result.stderr

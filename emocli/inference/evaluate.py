@@ -49,11 +49,9 @@ def score_labelled(config: EvalConfig) -> LabelledScores:
     from emocli.hub.pull import resolve_model
     from emocli.model.io import load_model
     from emocli.inference.engine import score_texts, scorer_for
-    from emocli.model.device import resolve_device
 
     resolved = resolve_model(config.model)
-    device = resolve_device(config.device)
-    model = load_model(resolved.path, resolved.spec, device=device)
+    model = load_model(resolved.path, resolved.spec, device=config.device)
     data = load_labelled(config.data, config.spec, labels=model.labels)
     max_length = config.max_length or model.info.max_length
     scores = score_texts(scorer_for(model, max_length=max_length, max_batch_rows=config.batch_size), data.texts)

@@ -204,10 +204,9 @@ class BatchScorer:
 
     def __init__(self, model_path: str, spec, engine: "EngineConfig", text_col: str, text_back: bool = True):
         from emocli.inference.engine import load_scorer
-        from emocli.model.device import resolve_device
         from emocli.model.io import load_model
 
-        model = load_model(model_path, spec, device=resolve_device(engine.device), dtype=engine.dtype)
+        model = load_model(model_path, spec, device=engine.device, dtype=engine.dtype)
         self.scorer = load_scorer(model, engine)
         self.text_col = text_col
         self.text_back = text_back

@@ -453,13 +453,12 @@ def _local_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, Fi
                    resolved: "ResolvedModel", summary: TagSummary, progress: Progress, language: LanguagePlan):
     """(window, scores) in file order from the model loaded in this process."""
     from emocli.inference.engine import bf16_note, load_scorer, score_windows
-    from emocli.model.device import cpu_has_bf16_matrix_unit, resolve_device
+    from emocli.model.device import cpu_has_bf16_matrix_unit
     from emocli.model.io import load_model
 
-    device = resolve_device(config.engine.device)
-    model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
+    model = load_model(resolved.path, resolved.spec, device=config.engine.device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
-    summary.device = device
+    summary.device = scorer.device
     note = bf16_note(config.engine, scorer, cpu_has_bf16_matrix_unit())
     summary.notes += [note] if note else []
     windows = iter_windows(plans, state, scorer.window_rows, budget)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from emocli.errors import InputError
 from emocli.model import ensemble, heads, onnx_model, plain, stack
+from emocli.model.device import resolve_device
 from emocli.model.info import (META_FILE, PROBLEM_TO_TASK, TASK_TO_PROBLEM, EmotionModel, ModelInfo, quiet_transformers,
                                read_model_info, write_model_info)
 from emocli.model.plain import load_for_finetune
@@ -36,7 +37,8 @@ LOADERS: dict[str, Callable[..., EmotionModel]] = {
 
 
 def load_model(model_dir: Path, spec: Any = None, *, device: str = "cpu", dtype: str | None = None) -> EmotionModel:
-    """Load a trained emotion model for inference (safetensors only, never remote code)."""
+    """Load a trained emotion model for inference (safetensors only, never remote code). device: auto, cpu, cuda
+    or cuda:N; auto is a GPU where there is one, or for an ONNX export where onnxruntime can use it."""
     quiet_transformers()
     model_dir = Path(model_dir)
     info = read_model_info(model_dir, spec)
@@ -44,6 +46,8 @@ def load_model(model_dir: Path, spec: Any = None, *, device: str = "cpu", dtype:
     if loader is None:
         raise InputError(f"{model_dir}: unknown architecture {info.architecture!r} in emocli.json",
                          hint=f"this emocli knows: {', '.join(LOADERS)}")
+    if info.architecture != onnx_model.ARCHITECTURE:  # an export resolves its own (onnx_model.onnx_device)
+        device = resolve_device(device)
     return loader(model_dir, info, device=device, dtype=dtype)
 
 

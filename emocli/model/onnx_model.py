@@ -1,9 +1,12 @@
-"""The "onnx" architecture: a model exported by `emocli export onnx`, run by ONNX Runtime on the CPU.
+"""The "onnx" architecture: a model exported by `emocli export onnx`, run by ONNX Runtime (CPU, or CUDA with
+onnxruntime-gpu).
 
 The directory holds `model.onnx` (fp32 or dynamic-int8 weights), the tokenizer files and `emocli.json` (labels,
 thresholds, `architecture: "onnx"`, and an `onnx` entry: precision, opset, the model it came from and how it
 verified). `OnnxSession` is the engine's backend for it: `logits(batch)` on one length-sorted batch, the same
 interface the engine wraps a torch module in. onnxruntime is imported lazily; without it, one line names the extra.
+On a GPU the session runs on onnxruntime's CUDA execution provider, which only the onnxruntime-gpu build has; an
+int8 export stays on the CPU (its dynamic-quantization kernels are CPU ones).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ ARCHITECTURE = "onnx"
 MODEL_FILE = "model.onnx"
 PRECISIONS = ("fp32", "int8")
 INSTALL_HINT = 'pip install "emocli[onnx]"'
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_INSTALL_HINT = "install onnxruntime-gpu in place of onnxruntime, or pass --device cpu"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
 # onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization at load, whose CPU kernel ran ~4x
@@ -42,19 +48,55 @@ def onnx_entry(info: ModelInfo) -> dict[str, Any]:
     return dict(info.extra.get("onnx") or {})
 
 
+def cuda_provider_available() -> bool:
+    """Whether this onnxruntime can run a session on a GPU (the onnxruntime-gpu build)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return CUDA_PROVIDER in onnxruntime.get_available_providers()
+
+
+def providers_for(device: str) -> list:
+    """onnxruntime's execution providers for an engine device: cpu, cuda or cuda:N (the CPU as the fallback for
+    any node CUDA has no kernel for)."""
+    if not device.startswith("cuda"):
+        return [CPU_PROVIDER]
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    return [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
+
+
+def onnx_device(requested: str | None, info: ModelInfo, model_dir: Path) -> str:
+    """The device an export runs on. auto: a GPU where there is one, onnxruntime has its CUDA provider and the
+    weights are not int8; else the CPU (so `--backend onnx` on a GPU machine without onnxruntime-gpu still runs).
+    An explicit GPU that the export cannot use is one line saying why."""
+    from emocli.model.device import resolve_device
+
+    if requested in (None, "", "auto"):
+        if onnx_entry(info).get("precision") == "int8" or not cuda_provider_available():
+            return "cpu"
+        return resolve_device("auto")
+    if requested.startswith("cuda"):
+        _check_runs_on_gpu(model_dir, onnx_entry(info), requested)
+    return resolve_device(requested)
+
+
 class OnnxSession:
-    """One ONNX Runtime session on the CPU, built on first use: intra-op threads = the cores (or `threads`), every
-    graph optimization on but the layer-norm fusion (DISABLED_FUSIONS). The engine calls `logits(batch)` exactly
-    where it would call a torch module."""
+    """One ONNX Runtime session, built on first use: on the CPU intra-op threads = the cores (or `threads`), on a
+    GPU the CUDA provider; every graph optimization on but the layer-norm fusion (DISABLED_FUSIONS). The engine
+    calls `logits(batch)` exactly where it would call a torch module."""
 
-    device = "cpu"
-    # padded tokens per run: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x its speed
-    # at the engine's former CPU default of 4096 (benchmarks/results/onnx-cpu-minilm.md); torch keeps its own default
-    batch_tokens = 1024
+    # padded tokens per run on the CPU: ONNX Runtime's int8 and fp32 MiniLM ran fastest at 1024 on 2 cores, ~1.15x
+    # its speed at the engine's former CPU default of 4096 (benchmarks/results/onnx-cpu-minilm.md); torch keeps its
+    # own default, and so does a GPU (None: the engine's per-device default)
+    CPU_BATCH_TOKENS = 1024
 
-    def __init__(self, path: Path, precision: str, max_positions: int | None = None, model_type: str = ""):
+    def __init__(self, path: Path, precision: str, max_positions: int | None = None, model_type: str = "",
+                 device: str = "cpu"):
         self.path = Path(path)
         self.precision = precision
+        self.device = device
+        self.batch_tokens = None if device.startswith("cuda") else self.CPU_BATCH_TOKENS
         self.threads: int | None = None
         # what the engine's max-length check reads from a torch module's config
         self.config = SimpleNamespace(max_position_embeddings=max_positions, model_type=model_type)
@@ -75,12 +117,13 @@ class OnnxSession:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.log_severity_level = 3  # errors only: no optimizer chatter on our stderr
-            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+            self._session = ort.InferenceSession(str(self.path), options, providers=providers_for(self.device),
                                                  disabled_optimizers=list(DISABLED_FUSIONS))
         return self._session
 
     def logits(self, batch):
-        """Logits of one engine batch (torch tensors on the host), as a torch tensor sharing ORT's output."""
+        """Logits of one engine batch (torch tensors on the host), as a host torch tensor sharing ORT's output (on a
+        GPU onnxruntime copies the inputs in and the logits out itself)."""
         import torch
 
         feeds = {INPUT_NAMES[0]: batch.input_ids.numpy(), INPUT_NAMES[1]: batch.attention_mask.numpy()}
@@ -96,12 +139,10 @@ class OnnxSession:
 def load_onnx(model_dir: Path, info: ModelInfo, *, device: str = "cpu", dtype: str | None = None) -> EmotionModel:
     """The loader of architecture "onnx"."""
     model_dir = Path(model_dir)
-    if device != "cpu":
-        raise InputError(f"{model_dir}: an ONNX export runs on the CPU (ONNX Runtime), not on {device}",
-                         hint="pass --device cpu, or tag the torch model it was exported from on the GPU")
+    entry = onnx_entry(info)
     if dtype not in (None, "auto", "fp32"):
         raise InputError(f"{model_dir}: an ONNX export has fixed weights; --dtype {dtype} does not apply")
-    entry = onnx_entry(info)
+    device = onnx_device(device, info, model_dir)
     path = model_dir / MODEL_FILE
     if not path.exists():
         raise ModelNotFoundError(f"{model_dir}: an ONNX export without {MODEL_FILE}")
@@ -110,13 +151,26 @@ def load_onnx(model_dir: Path, info: ModelInfo, *, device: str = "cpu", dtype: s
 
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    session = OnnxSession(path, entry.get("precision", "fp32"), entry.get("max_positions"), entry.get("model_type", ""))
+    session = OnnxSession(path, entry.get("precision", "fp32"), entry.get("max_positions"), entry.get("model_type", ""),
+                          device=device)
     return EmotionModel(model_dir, info, tokenizer, session)
+
+
+def _check_runs_on_gpu(model_dir: Path, entry: dict[str, Any], device: str) -> None:
+    if entry.get("precision") == "int8":
+        raise InputError(f"{model_dir}: --device {device}: an int8 ONNX export is a CPU model (onnxruntime's dynamic "
+                         "int8 kernels run on the CPU only)",
+                         hint="pass --device cpu, or export it without --int8 for the GPU")
+    available = require_onnxruntime().get_available_providers()
+    if CUDA_PROVIDER not in available:
+        raise InputError(f"{model_dir}: --device {device}: this onnxruntime has no CUDA execution provider (it has "
+                         f"{', '.join(available)})", hint=GPU_INSTALL_HINT)
 
 
 def is_onnx_session(module: Any) -> bool:
     return isinstance(module, OnnxSession)
 
 
-__all__ = ["ARCHITECTURE", "INPUT_NAMES", "INSTALL_HINT", "MODEL_FILE", "OUTPUT_NAME", "PRECISIONS", "OnnxSession",
-           "is_onnx_session", "load_onnx", "onnx_entry", "require_onnxruntime"]
+__all__ = ["ARCHITECTURE", "CUDA_PROVIDER", "INPUT_NAMES", "INSTALL_HINT", "MODEL_FILE", "OUTPUT_NAME", "PRECISIONS",
+           "OnnxSession", "cuda_provider_available", "is_onnx_session", "load_onnx", "onnx_device", "onnx_entry",
+           "providers_for", "require_onnxruntime"]

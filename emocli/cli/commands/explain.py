@@ -138,12 +138,11 @@ def read_rows(path: Path, ids: Sequence[str], id_col: str, text_col: str) -> lis
 
 def _load(model_ref: str | None, device: str):
     from emocli.hub.pull import resolve_model
-    from emocli.model.device import resolve_device
     from emocli.model.io import load_model
 
     resolved = resolve_model(model_ref)
     # fp32 even on a GPU: attributions are differences of scores, and IG's completeness check needs the precision
-    model = load_model(resolved.path, resolved.spec, device=resolve_device(device), dtype="fp32")
+    model = load_model(resolved.path, resolved.spec, device=device, dtype="fp32")
     return model, resolved.name
 
 

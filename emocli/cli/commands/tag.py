@@ -43,8 +43,9 @@ def tag_command(
                                                help="Padded tokens per forward pass (default: 2048 on CPU, 131072 on GPU)."),
     device: DeviceOpt = "auto",
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
-    backend: str = typer.Option("auto", "--backend", help="torch, onnx (ONNX Runtime, CPU; a torch model is exported "
-                                "once and cached) or auto (the model's own: onnx for an `emocli export onnx` dir)."),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx (ONNX Runtime: the CPU, or a GPU with onnxruntime-gpu; "
+                                "a torch model is exported once and cached) or auto (the model's own: onnx for an "
+                                "`emocli export onnx` dir)."),
     quantize: bool = typer.Option(False, "--quantize",
                                   help="CPU int8: torch dynamic int8 Linear layers, or with --backend onnx the int8 "
                                        "ONNX model (faster; see benchmarks/results/onnx-cpu-minilm.json for how far "
