@@ -13,6 +13,8 @@ Measured, each in its own process (so peak RSS is that method's own):
 rounds: pipeline (batch 64), torch fp32, torch int8, onnx fp32, onnx int8 (both exported first with
 `emocli export onnx --dev`), each `emocli tag` end to end; then each one's max |score difference| to torch fp32 on
 the corpus and its macro-F1 on the dev file (`emocli tag DEV` into DuckDB, the dev labels kept beside the scores).
+--onnx --gpu: the same on a GPU: pipeline, torch fp32, torch bf16 (the GPU default, the peer of the ratios) and the
+fp32 export on onnxruntime's CUDA provider (needs onnxruntime-gpu; `benchmarks/gpu/onnx_cuda.sh`).
 --onnx --forward-only ONNX_FP32 ONNX_INT8: instead, the engine's forward passes alone in one process, the four
 variants taking turns over the same batches (the least noisy comparison on a shared box).
 Writes benchmarks/results/throughput[-quantize]-<cpu|gpu>-<model>.json. Without --model the model is the packaged
@@ -314,10 +316,10 @@ def architectures_throughput(args) -> int:
     return 0
 
 
-def export_onnx_variants(model: Path, dev: Path, work: Path) -> dict[str, dict]:
-    """`emocli export onnx` fp32 and int8 (verified on dev): {name: the export's JSON report}."""
+def export_onnx_variants(model: Path, dev: Path, work: Path, int8: bool = True) -> dict[str, dict]:
+    """`emocli export onnx` fp32 and int8 (verified on dev, on the CPU): {name: the export's JSON report}."""
     reports = {}
-    for name, flags in (("onnx_fp32", []), ("onnx_int8", ["--int8"])):
+    for name, flags in (("onnx_fp32", []), ("onnx_int8", ["--int8"]))[:2 if int8 else 1]:
         proc = subprocess.run([sys.executable, "-m", "emocli.cli", "export", "onnx", str(model), "--out",
                                str(work / name), "--dev", str(dev), "--json", *flags], capture_output=True, text=True)
         if proc.returncode not in (0, 1):  # 1: exported, failed its verification (recorded, not hidden)
@@ -353,20 +355,40 @@ def forward_only(models: dict[str, tuple[str, bool]], corpus: str, rows: int, ma
             "speed_vs_torch_int8": {n: round(median["torch_int8"] / t, 2) for n, t in median.items()}}
 
 
-def per_round_ratios(results: dict[str, dict]) -> None:
-    """Each variant's ratio to the pipeline and to torch int8 within each round (peers measured minutes apart, not
-    hours), and their geometric mean: on a shared box the best-of-rounds ratio can pair a quiet and a busy minute."""
+def per_round_ratios(results: dict[str, dict], fast_peer: str = "torch_int8") -> None:
+    """Each variant's ratio to the pipeline and to the fast peer (torch int8 on a CPU, torch bf16 on a GPU) within
+    each round (peers measured minutes apart, not hours), and their geometric mean: on a shared box the
+    best-of-rounds ratio can pair a quiet and a busy minute."""
     import math
 
     for entry in results.values():
-        for peer in ("pipeline", "torch_int8"):
+        for peer in ("pipeline", fast_peer):
             ratios = [a / b for a, b in zip(entry["texts_per_s_all_rounds"], results[peer]["texts_per_s_all_rounds"])]
             entry[f"ratio_to_{peer}_per_round"] = [round(r, 2) for r in ratios]
             entry[f"ratio_to_{peer}_geomean"] = round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 2)
 
 
+def onnx_variants(args, work: Path, machine_info: dict) -> dict[str, tuple[str, list[str]]]:
+    """{name: (model, tag flags)}. On a CPU: torch fp32 / int8 / bf16, onnx fp32 / int8. With --gpu: torch fp32 and
+    bf16 (the GPU default) beside the fp32 export on onnxruntime's CUDA provider (needs onnxruntime-gpu)."""
+    model = str(args.model)
+    if args.gpu:
+        return {"torch_fp32": (model, ["--device", "cuda", "--dtype", "fp32"]),
+                "torch_bf16": (model, ["--device", "cuda", "--dtype", "bf16"]),
+                "onnx_fp32": (str(work / "onnx_fp32"), ["--device", "cuda"])}
+    # torch_bf16: bf16 weights on the CPU, which a CPU with AMX runs natively (elsewhere it is slower than fp32)
+    variants = {"torch_fp32": (model, []), "torch_int8": (model, ["--quantize"]),
+                "torch_bf16": (model, ["--dtype", "bf16"]),
+                "onnx_fp32": (str(work / "onnx_fp32"), []), "onnx_int8": (str(work / "onnx_int8"), [])}
+    if args.bf16 == "no" or (args.bf16 == "auto" and not machine_info["cpu_bf16_matrix_unit_amx"]):
+        # emulated bf16 ran 0.14x fp32 on an AVX2-only EPYC (onnx-cpu-epyc-minilm.json): minutes per round for nothing
+        del variants["torch_bf16"]
+    return variants
+
+
 def onnx_throughput(args) -> int:
-    """The CPU backends through `emocli tag`, interleaved and repeated; score difference and dev macro-F1 of each."""
+    """The CPU (or with --gpu the GPU) backends through `emocli tag`, interleaved and repeated; score difference and
+    dev macro-F1 of each."""
     import numpy as np
 
     from emocli.model.io import read_model_info
@@ -379,16 +401,11 @@ def onnx_throughput(args) -> int:
             "max_length": args.max_length, "rounds": args.repeat, "model": str(args.model), "corpus": str(args.corpus),
             "dev": str(args.dev), "method": "emocli tag CORPUS --limit ROWS end to end (Parquet to DuckDB), variants "
             "interleaved within each round, best round kept; pipeline: transformers pipeline, batch 64, texts in memory"}
-    exports = export_onnx_variants(args.model, args.dev, work)
+    exports = export_onnx_variants(args.model, args.dev, work, int8=not args.gpu)
     info["exports"] = exports
     common = {"corpus": str(args.corpus), "rows": args.rows, "max_length": args.max_length}
-    # torch_bf16: bf16 weights on the CPU, which a CPU with AMX runs natively (elsewhere it is slower than fp32)
-    variants = {"torch_fp32": (str(args.model), []), "torch_int8": (str(args.model), ["--quantize"]),
-                "torch_bf16": (str(args.model), ["--dtype", "bf16"]),
-                "onnx_fp32": (str(work / "onnx_fp32"), []), "onnx_int8": (str(work / "onnx_int8"), [])}
-    if args.bf16 == "no" or (args.bf16 == "auto" and not info["machine"]["cpu_bf16_matrix_unit_amx"]):
-        # emulated bf16 ran 0.14x fp32 on an AVX2-only EPYC (onnx-cpu-epyc-minilm.json): minutes per round for nothing
-        del variants["torch_bf16"]
+    variants = onnx_variants(args, work, info["machine"])
+    fast_peer = "torch_bf16" if args.gpu else "torch_int8"
     plan = [("pipeline", "pipeline", {"model": str(args.model), "corpus": str(args.corpus),
                                       "rows": args.peer_rows or args.rows, "max_length": args.max_length, "batch_size": 64})]
     plan += [(name, "emocli", {**common, "model": model, "db": str(work / f"{name}.duckdb"), "extra": extra})
@@ -408,16 +425,17 @@ def onnx_throughput(args) -> int:
         best = max(entry["rounds"], key=lambda r: r["texts_per_s"])
         entry.update(texts_per_s=best["texts_per_s"], texts_per_s_all_rounds=[r["texts_per_s"] for r in entry["rounds"]])
     pipeline = results["pipeline"]["texts_per_s"]
-    per_round_ratios(results)
+    per_round_ratios(results, fast_peer)
     labels = list(read_model_info(args.model).labels)
     thresholds = np.asarray(read_model_info(args.model).thresholds, dtype=np.float32)
-    reference, targets = dev_scores(str(args.model), str(args.dev), str(work / "dev_ref.duckdb"), [], args.max_length,
-                                    labels)
+    # the reference is torch fp32 on the CPU, also on a GPU machine (where `tag`'s own default is bf16)
+    reference, targets = dev_scores(str(args.model), str(args.dev), str(work / "dev_ref.duckdb"),
+                                    ["--device", "cpu"] if args.gpu else [], args.max_length, labels)
     mask = np.ones_like(targets, dtype=bool)
     for name, (model, extra) in variants.items():
         entry = results[name]
         entry["ratio_to_pipeline"] = round(entry["texts_per_s"] / pipeline, 2)
-        entry["ratio_to_torch_int8"] = round(entry["texts_per_s"] / results["torch_int8"]["texts_per_s"], 2)
+        entry[f"ratio_to_{fast_peer}"] = round(entry["texts_per_s"] / results[fast_peer]["texts_per_s"], 2)
         diff = max_score_difference(str(work / "torch_fp32.duckdb"), str(work / f"{name}.duckdb"), labels)
         entry["max_abs_score_diff_vs_torch_fp32"] = float(f"{diff:.3g}")
         scores, _ = dev_scores(model, str(args.dev), str(work / f"dev_{name}.duckdb"), extra, args.max_length, labels)
@@ -436,7 +454,7 @@ def onnx_throughput(args) -> int:
     info["results"] = results
     info["load_1min_per_measurement"] = {"min": min(loads), "max": max(loads), "mean": round(sum(loads) / len(loads), 2)}
     info["machine"]["load_average_at_end"] = os.getloadavg()
-    out = args.out or RESULTS / "onnx-cpu-minilm.json"
+    out = args.out or RESULTS / f"onnx-{'gpu' if args.gpu else 'cpu'}-minilm.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps({k: {f: v[f] for f in v if f != "rounds"} for k, v in results.items()}, indent=2))
@@ -458,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bert-base", action="store_true",
                         help="measure a BERT-base-sized model (random weights, MiniLM's tokenizer) instead of MiniLM")
     parser.add_argument("--pipeline-bf16", action="store_true", help="also measure the pipeline in bf16 (GPU)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="with --onnx: torch fp32 / bf16 and the fp32 export on onnxruntime's CUDA provider, on the GPU")
     parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                         help="with --onnx: the torch bf16 row; auto: only on a CPU with a bf16 matrix unit (AMX)")
     parser.add_argument("--model", type=Path, help="emocli model directory [default: packaged MiniLM + head]")

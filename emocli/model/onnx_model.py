@@ -117,6 +117,8 @@ class OnnxSession:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.log_severity_level = 3  # errors only: no optimizer chatter on our stderr
+            if self.device.startswith("cuda") and hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()  # CUDA and cuDNN from the libraries torch (imported by then) loaded, or pip's nvidia-*
             self._session = ort.InferenceSession(str(self.path), options, providers=providers_for(self.device),
                                                  disabled_optimizers=list(DISABLED_FUSIONS))
         return self._session
