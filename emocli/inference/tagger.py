@@ -454,11 +454,12 @@ def _local_windows(config: TagConfig, plans: list[FilePlan], state: dict[str, Fi
     """(window, scores) in file order from the model loaded in this process."""
     from emocli.inference.engine import bf16_note, load_scorer, score_windows
     from emocli.model.device import cpu_has_bf16_matrix_unit
-    from emocli.model.io import load_model
+    from emocli.model.io import load_device, load_model, read_model_info
 
-    model = load_model(resolved.path, resolved.spec, device=config.engine.device, dtype=config.engine.dtype)
+    device = load_device(read_model_info(resolved.path, resolved.spec), config.engine.device, resolved.path)
+    model = load_model(resolved.path, resolved.spec, device=device, dtype=config.engine.dtype)
     scorer = load_scorer(model, config.engine)
-    summary.device = scorer.device
+    summary.device = device
     note = bf16_note(config.engine, scorer, cpu_has_bf16_matrix_unit())
     summary.notes += [note] if note else []
     windows = iter_windows(plans, state, scorer.window_rows, budget)

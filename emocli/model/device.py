@@ -5,6 +5,11 @@ from __future__ import annotations
 from emocli.errors import InputError
 
 
+def cuda_index(device: str) -> int:
+    """The N of cuda:N (0 for plain cuda)."""
+    return int(device.split(":", 1)[1]) if ":" in device else 0
+
+
 def resolve_device(device: str = "auto") -> str:
     import torch
 
@@ -13,8 +18,7 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError(f"--device {device}: no CUDA device is available here", hint="use --device cpu")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
+        if cuda_index(device) >= torch.cuda.device_count():
             raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
         return device
     if device != "cpu":

@@ -46,9 +46,15 @@ def load_model(model_dir: Path, spec: Any = None, *, device: str = "cpu", dtype:
     if loader is None:
         raise InputError(f"{model_dir}: unknown architecture {info.architecture!r} in emocli.json",
                          hint=f"this emocli knows: {', '.join(LOADERS)}")
-    if info.architecture != onnx_model.ARCHITECTURE:  # an export resolves its own (onnx_model.onnx_device)
-        device = resolve_device(device)
-    return loader(model_dir, info, device=device, dtype=dtype)
+    return loader(model_dir, info, device=load_device(info, device, model_dir), dtype=dtype)
+
+
+def load_device(info: ModelInfo, requested: str, model_dir: Path) -> str:
+    """The device `--device requested` (auto included) loads this model on: an ONNX export chooses by its weights and
+    onnxruntime's providers (`onnx_model.onnx_device`), every torch model by `resolve_device`."""
+    if info.architecture == onnx_model.ARCHITECTURE:
+        return onnx_model.onnx_device(requested, info, Path(model_dir))
+    return resolve_device(requested)
 
 
 def save_model(out_dir: Path, module: Any, tokenizer: Any, info: ModelInfo) -> Path:
@@ -61,5 +67,5 @@ def save_model(out_dir: Path, module: Any, tokenizer: Any, info: ModelInfo) -> P
     return plain.save_transformers(out_dir, module, tokenizer, info)
 
 
-__all__ = ["LOADERS", "META_FILE", "PROBLEM_TO_TASK", "TASK_TO_PROBLEM", "EmotionModel", "ModelInfo", "load_for_finetune",
-           "load_model", "quiet_transformers", "read_model_info", "save_model", "write_model_info"]
+__all__ = ["LOADERS", "META_FILE", "PROBLEM_TO_TASK", "TASK_TO_PROBLEM", "EmotionModel", "ModelInfo", "load_device",
+           "load_for_finetune", "load_model", "quiet_transformers", "read_model_info", "save_model", "write_model_info"]

@@ -60,10 +60,11 @@ def cuda_provider_available() -> bool:
 def providers_for(device: str) -> list:
     """onnxruntime's execution providers for an engine device: cpu, cuda or cuda:N (the CPU as the fallback for
     any node CUDA has no kernel for)."""
+    from emocli.model.device import cuda_index
+
     if not device.startswith("cuda"):
         return [CPU_PROVIDER]
-    index = int(device.split(":", 1)[1]) if ":" in device else 0
-    return [(CUDA_PROVIDER, {"device_id": index}), CPU_PROVIDER]
+    return [(CUDA_PROVIDER, {"device_id": cuda_index(device)}), CPU_PROVIDER]
 
 
 def onnx_device(requested: str | None, info: ModelInfo, model_dir: Path) -> str:
@@ -72,12 +73,13 @@ def onnx_device(requested: str | None, info: ModelInfo, model_dir: Path) -> str:
     An explicit GPU that the export cannot use is one line saying why."""
     from emocli.model.device import resolve_device
 
+    entry = onnx_entry(info)
     if requested in (None, "", "auto"):
-        if onnx_entry(info).get("precision") == "int8" or not cuda_provider_available():
+        if entry.get("precision") == "int8" or not cuda_provider_available():
             return "cpu"
         return resolve_device("auto")
     if requested.startswith("cuda"):
-        _check_runs_on_gpu(model_dir, onnx_entry(info), requested)
+        _check_runs_on_gpu(model_dir, entry, requested)
     return resolve_device(requested)
 
 
@@ -139,12 +141,11 @@ class OnnxSession:
 
 
 def load_onnx(model_dir: Path, info: ModelInfo, *, device: str = "cpu", dtype: str | None = None) -> EmotionModel:
-    """The loader of architecture "onnx"."""
+    """The loader of architecture "onnx", on a device `onnx_device` chose (load_model resolves it)."""
     model_dir = Path(model_dir)
     entry = onnx_entry(info)
     if dtype not in (None, "auto", "fp32"):
         raise InputError(f"{model_dir}: an ONNX export has fixed weights; --dtype {dtype} does not apply")
-    device = onnx_device(device, info, model_dir)
     path = model_dir / MODEL_FILE
     if not path.exists():
         raise ModelNotFoundError(f"{model_dir}: an ONNX export without {MODEL_FILE}")
