@@ -147,7 +147,7 @@ def test_bf16_on_cpu_stays_close_to_fp32_and_the_hint_names_it_only_where_it_app
     assert 0 < np.abs(ours - theirs).max() < 0.02  # bf16 really ran (scores moved), and stayed close
 
     note = bf16_note(EngineConfig(), fp32, has_bf16_unit=True)
-    assert note is not None and "--dtype bf16" in note
+    assert note is not None and "--dtype bf16" in note and "--backend onnx --quantize" in note
     assert bf16_note(EngineConfig(), fp32, has_bf16_unit=False) is None
     assert bf16_note(EngineConfig(dtype="fp32"), fp32, has_bf16_unit=True) is None  # asked for fp32: no hint
     assert bf16_note(EngineConfig(quantize=True), fp32, has_bf16_unit=True) is None

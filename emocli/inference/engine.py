@@ -316,13 +316,15 @@ def load_scorer(model: "EmotionModel", config: EngineConfig = EngineConfig()) ->
 
 def bf16_note(config: EngineConfig, scorer: Scorer, has_bf16_unit: bool) -> str | None:
     """A one-line hint when fp32 was chosen for a CPU that runs bf16 natively. fp32 stays the CPU default so that
-    scores are the same on every CPU; bf16 moves them by up to ~1e-2 (benchmarks/results/onnx-cpu-minilm.json)."""
+    scores are the same on every CPU; bf16 moves them by up to ~1e-2, onnx int8 by up to ~0.1 and ran faster still on
+    the second AMX Xeon measured (benchmarks/results/onnx-cpu-xeon-amx-minilm.md)."""
     runs_torch_fp32_on_cpu = (isinstance(scorer.backend, TorchBackend) and scorer.device == "cpu"
                               and config.dtype == "auto" and not config.quantize)
     if not (has_bf16_unit and runs_torch_fp32_on_cpu):
         return None
-    return ("this CPU multiplies bf16 in hardware (AMX): `--dtype bf16` tags ~2x faster than fp32 here, "
-            "scores within ~0.01 (fp32 is kept by default: the same scores on every CPU)")
+    return ("this CPU multiplies bf16 in hardware (AMX): `--dtype bf16` tags ~2x faster than fp32 here with scores "
+            "within ~0.01, `--backend onnx --quantize` ~2.3x within ~0.1 (fp32 is kept by default: the same scores "
+            "on every CPU)")
 
 
 def _check_onnx_precision(model: "EmotionModel", config: EngineConfig) -> bool:
