@@ -307,17 +307,23 @@ def summarise(rows: list[dict]) -> list[dict]:
     return sorted(table, key=lambda t: -t["macro_f1"][0])
 
 
+def scored(row: dict) -> dict:
+    """The scores a paired comparison reads: pooled dev + holdout where the run has them (English), else its dev."""
+    return row.get("pooled", row)
+
+
 def paired(rows: list[dict], baseline: str) -> list[dict]:
-    """Per recipe (tuned thresholds), its pooled macro-F1 and anger minus the baseline's of the same seed: seeds
-    share the data order and the head's start, so the paired gap is the comparison with the least noise."""
-    tuned = [r for r in rows if r["thresholds"].startswith("per-class") and "pooled" in r]
-    base = {r["seed"]: r["pooled"] for r in tuned if r["recipe"] == baseline}
+    """Per recipe (tuned thresholds), its macro-F1 and anger (pooled where there are pooled scores) minus the
+    baseline's of the same seed: seeds share the data order and the head's start, so the paired gap is the
+    comparison with the least noise."""
+    tuned = [r for r in rows if r["thresholds"].startswith("per-class")]
+    base = {r["seed"]: scored(r) for r in tuned if r["recipe"] == baseline}
     table = []
     for recipe in dict.fromkeys(r["recipe"] for r in tuned if r["recipe"] != baseline):
         runs = sorted((r for r in tuned if r["recipe"] == recipe and r["seed"] in base), key=lambda r: r["seed"])
         if not runs:
             continue  # no seed in common with the baseline: nothing to pair
-        gaps = {key: [(r["pooled"]["macro_f1"] if key == "macro" else r["pooled"]["f1"]["anger"])
+        gaps = {key: [(scored(r)["macro_f1"] if key == "macro" else scored(r)["f1"]["anger"])
                       - (base[r["seed"]]["macro_f1"] if key == "macro" else base[r["seed"]]["f1"]["anger"])
                       for r in runs] for key in ("macro", "anger")}
         table.append({"recipe": recipe, "seeds": [r["seed"] for r in runs], **gaps})
@@ -329,11 +335,13 @@ def paired_lines(results: dict, rows: list[dict]) -> list[str]:
     table = paired(rows, baseline) if baseline else []
     if not table:
         return []
-    base = [r["pooled"]["macro_f1"] for r in rows if r["recipe"] == baseline and r["thresholds"].startswith("per-class")]
+    base_rows = [r for r in rows if r["recipe"] == baseline and r["thresholds"].startswith("per-class")]
+    base = [scored(r)["macro_f1"] for r in base_rows]
     noise = statistics.stdev(base) if len(base) > 1 else 0.0
-    lines = [f"Paired against `{baseline}` (same seed), pooled, tuned thresholds; seed noise = the std of "
-             f"`{baseline}`'s pooled macro-F1 over its {len(base)} seeds: {noise:.3f}.", "",
-             "| recipe | seeds | pooled macro-F1 gap per seed | mean ± std | pooled anger gap per seed | mean ± std |",
+    on = "pooled" if all("pooled" in r for r in base_rows) else "dev"
+    lines = [f"Paired against `{baseline}` (same seed), {on}, tuned thresholds; seed noise = the std of "
+             f"`{baseline}`'s {on} macro-F1 over its {len(base)} seeds: {noise:.3f}.", "",
+             f"| recipe | seeds | {on} macro-F1 gap per seed | mean ± std | {on} anger gap per seed | mean ± std |",
              "|---|---|---|---|---|---|"]
     for t in table:
         def cells(values):

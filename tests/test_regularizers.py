@@ -213,3 +213,19 @@ def test_the_benchmark_pairs_each_recipe_with_the_same_seeds_default():
     assert table["asymmetric+llrd"]["macro"] == pytest.approx([0.05, 0.01])
     assert table["asymmetric+llrd"]["anger"] == pytest.approx([0.06, -0.05])
     assert "asymmetric+ema" not in table
+
+
+def test_the_benchmark_pairs_dev_scores_where_a_run_has_no_pooled_ones():
+    from benchmarks.quality import paired, paired_lines
+
+    def row(recipe, seed, macro, anger):  # the multilingual block: scored on the dev files only
+        return {"recipe": recipe, "seed": seed, "thresholds": "per-class (dev)", "macro_f1": macro,
+                "f1": {"anger": anger}}
+
+    rows = [row("asymmetric", 1, 0.53, 0.58), row("asymmetric", 2, 0.54, 0.59), row("folds5+distill", 1, 0.56, 0.60),
+            row("folds5+distill", 2, 0.57, 0.61)]
+    table = {t["recipe"]: t for t in paired(rows, "asymmetric")}
+    assert table["folds5+distill"]["macro"] == pytest.approx([0.03, 0.03])
+    assert table["folds5+distill"]["anger"] == pytest.approx([0.02, 0.02])
+    lines = paired_lines({"paired_baseline": "asymmetric"}, rows)
+    assert "dev macro-F1 gap per seed" in lines[2] and "| folds5+distill | 1, 2 | +0.030 +0.030 | +0.030 ± 0.000" in lines[4]
