@@ -12,6 +12,10 @@ Every variant and the peer (torch dynamic int8, `tag --quantize`) runs through e
 budget, the same length-sorted texts), in one process, taking turns, `--rounds` times; the median texts/s and the
 ratio to the int8 export and to torch int8 are printed, with each variant's max |score diff| to the int8 export.
 Then onnxruntime's profiler splits the int8 export's time by operator. Forward passes only: no tokenizer, no store.
+
+`--data-parallel` screens another way to use the cores instead: the int8 export's batches run in turn on one session
+with `--threads` intra-op threads (what the engine does) vs on one session with 1 intra-op thread called from
+`--threads` Python threads at once (several batches in flight; onnxruntime releases the GIL), taking turns.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, cpu_model, library_versions
@@ -152,6 +157,51 @@ def operator_profile(int8_export: Path, texts: list[str], threads: int) -> dict[
     return {op: round(100 * us / total, 1) for op, us in per_op.most_common() if us / total >= 0.001}
 
 
+def data_parallel(int8_export: Path, texts: list[str], threads: int, rounds: int) -> dict:
+    """texts/s of the engine's batches, one run at a time on `threads` intra-op threads vs `threads` runs at once
+    on one intra-op thread each; the scores of both must be the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import onnxruntime as ort
+    import pyarrow as pa
+
+    from emocli.inference.engine import EngineConfig, load_scorer
+    from emocli.model.io import load_model
+    from emocli.model.onnx_model import DISABLED_FUSIONS, INPUT_NAMES, OUTPUT_NAME
+
+    scorer = load_scorer(load_model(int8_export), EngineConfig(quantize=True, threads=threads))
+    feeds = [{INPUT_NAMES[0]: b.input_ids.numpy(), INPUT_NAMES[1]: b.attention_mask.numpy()}
+             for b in scorer.plan_batches(scorer.tokenize(pa.array(texts)))]
+
+    def session(intra_op: int):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = intra_op, 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(int8_export / "model.onnx"), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(DISABLED_FUSIONS))
+
+    serial_session, shared_session = session(threads), session(1)
+    pool = ThreadPoolExecutor(threads)
+    ways = {"one_run_at_a_time": lambda: [serial_session.run([OUTPUT_NAME], f)[0] for f in feeds],
+            "runs_in_parallel": lambda: list(pool.map(lambda f: shared_session.run([OUTPUT_NAME], f)[0], feeds))}
+    for way in ways.values():
+        way()  # warm-up
+    speeds: dict[str, list[float]] = {name: [] for name in ways}
+    outputs = {}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            started = time.perf_counter()
+            outputs[name] = way()
+            speeds[name].append(round(len(texts) / (time.perf_counter() - started), 1))
+    pool.shutdown()
+    same = max(float(np.abs(a - b).max()) for a, b in zip(*outputs.values()))
+    return {"batches": len(feeds), "texts_per_s_all_rounds": speeds,
+            "parallel_over_serial_median": round(statistics.median(speeds["runs_in_parallel"])
+                                                 / statistics.median(speeds["one_run_at_a_time"]), 2),
+            "max_abs_score_diff": same}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="an emocli model directory (torch)")
@@ -160,8 +210,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, help=f"write the results as JSON [e.g. {RESULTS}/onnx-graphs-....json]")
+    parser.add_argument("--data-parallel", action="store_true",
+                        help="only the screen of one run at a time vs runs in parallel on one thread each")
     args = parser.parse_args()
     texts = read_texts(args.corpus, args.rows)
+    if args.data_parallel:
+        return screen_data_parallel(args, texts)
     with tempfile.TemporaryDirectory(prefix="emocli_onnx_graphs_") as tmp:
         work = Path(tmp)
         fp32_export, int8_export = export_both(args.model, work)
@@ -180,6 +234,22 @@ def main() -> None:
               f"  x torch int8 {entry['speed_vs_torch_int8']:.2f}"
               f"  max |diff| vs onnx int8 {entry['max_abs_score_diff_vs_onnx_int8']:.3g}")
     print("int8 export, time per operator (%):", json.dumps(profile))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def screen_data_parallel(args, texts: list[str]) -> None:
+    from emocli.export.config import OnnxExportConfig
+    from emocli.export.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="emocli_onnx_parallel_") as tmp:
+        int8_export = Path(tmp) / "onnx_int8"
+        export_onnx(OnnxExportConfig(model=str(args.model), out=int8_export, int8=True))
+        result = data_parallel(int8_export, texts, args.threads, args.rounds)
+    report = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "texts": len(texts),
+              "rounds": args.rounds, "load_1min_at_end": os.getloadavg()[0], "libraries": library_versions(),
+              "data_parallel": result}
+    print(json.dumps(result))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 
