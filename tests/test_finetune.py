@@ -112,6 +112,8 @@ def test_mixed_label_sets_register_and_cv_thresholds(cli, tiny_model_dir, bright
     summary = json.loads(result.stdout)
     assert sorted(summary["labels"]) == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
     assert summary["threshold_source"] == "cv"  # no dev: out-of-fold predictions over train
+    assert len(summary["notes"]) == 1 and "2 languages" in summary["notes"][0]  # the recipe that paid there
+    assert "--recipe folds5-distill" in summary["notes"][0]
     meta = json.loads((out / "emocli.json").read_text())
     assert set(meta["data"]["train"]) == {eng, afr} and meta["data"]["languages"] == ["afr", "eng"]
     registry = load_registry()
@@ -160,3 +162,15 @@ def test_head_learning_rate_applies_to_the_new_head_only(head, tiny_model_dir):
     assert all(lr_of[id(names[n])] == (1e-4 if n in encoder else 1e-3) for n in names)
     assert all(decay_of[id(names[n])] == (0.0 if "bias" in n.split(".")[-1] else 0.01) for n in names if "Norm" not in n)
     assert sum(len(g["params"]) for g in groups) == len(names)
+
+
+def test_the_multilingual_recipe_note_only_where_that_recipe_paid():
+    from emocli.training.config import EnsembleConfig, TrainConfig
+    from emocli.training.finetune import recipe_notes
+
+    default = TrainConfig(train=("x.csv",))
+    assert recipe_notes(default, ["eng"]) == []  # English: the distilled student did not beat one model
+    assert recipe_notes(default, []) == []
+    assert "4 languages" in recipe_notes(default, ["afr", "deu", "eng", "esp"])[0]
+    folds = TrainConfig(train=("x.csv",), ensemble=EnsembleConfig(folds=5, distill=True))
+    assert recipe_notes(folds, ["afr", "deu", "eng", "esp"]) == []  # already on it

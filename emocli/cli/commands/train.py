@@ -172,6 +172,7 @@ def finetune_command(
         "threshold_source": result.threshold_source, "best_epoch": result.best_epoch,
         "train_rows": result.train_rows, "skipped_texts": result.skipped_texts, "wall_s": round(result.wall_s, 1),
         "headline": result.headline, "dev_metrics": result.dev_metrics, "registered": register,
+        "notes": result.notes,
         **({"ensemble": {k: v for k, v in result.extra["ensemble"].items() if k != "out_of_fold_metrics"},
             "out_of_fold_macro_f1": result.extra["ensemble"]["out_of_fold_metrics"]["macro_f1"]}
            if "ensemble" in result.extra else {}),
@@ -233,6 +234,8 @@ def _print_finetune(summary: dict) -> None:
                       f"{summary['wall_s']:.0f}s")
     if summary["registered"]:
         out_console.print(f"registered as {summary['registered']!r} (now your default model for `emocli tag`)")
+    for note in summary["notes"]:
+        err_console.print(f"note: {note}", style="dim", markup=False, soft_wrap=True)
 
 
 def evaluate_command(
