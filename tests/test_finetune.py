@@ -171,6 +171,7 @@ def test_the_multilingual_recipe_note_only_where_that_recipe_paid():
     default = TrainConfig(train=("x.csv",))
     assert recipe_notes(default, ["eng"]) == []  # English: the distilled student did not beat one model
     assert recipe_notes(default, []) == []
+    assert recipe_notes(default, ["extra", "train"]) == []  # file names, not languages
     assert "4 languages" in recipe_notes(default, ["afr", "deu", "eng", "esp"])[0]
     folds = TrainConfig(train=("x.csv",), ensemble=EnsembleConfig(folds=5, distill=True))
     assert recipe_notes(folds, ["afr", "deu", "eng", "esp"]) == []  # already on it

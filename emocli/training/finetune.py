@@ -626,10 +626,14 @@ MULTILINGUAL_RECIPE_NOTE = (
 
 def recipe_notes(config: TrainConfig, languages: list[str]) -> list[str]:
     """Where the default single model leaves measured quality behind: several languages, where the distilled
-    cross-fitted recipe paid (in English it did not, so nothing is said there)."""
-    if config.ensemble.enabled or len(languages) < 2:
+    cross-fitted recipe paid (in English it did not, so nothing is said there). Languages count as emocli.json
+    records them: file names that are no language code (train.csv, extra.csv) name none."""
+    from emocli.languages import normalize_languages
+
+    known = normalize_languages(languages) or ()
+    if config.ensemble.enabled or len(known) < 2:
         return []
-    return [MULTILINGUAL_RECIPE_NOTE.format(n=len(languages))]
+    return [MULTILINGUAL_RECIPE_NOTE.format(n=len(known))]
 
 
 def finetune(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
