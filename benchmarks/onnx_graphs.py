@@ -163,25 +163,19 @@ def data_parallel(int8_export: Path, texts: list[str], threads: int, rounds: int
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
-    import onnxruntime as ort
     import pyarrow as pa
 
     from emocli.inference.engine import EngineConfig, load_scorer
     from emocli.model.io import load_model
-    from emocli.model.onnx_model import DISABLED_FUSIONS, INPUT_NAMES, OUTPUT_NAME
+    from emocli.model.onnx_model import INPUT_NAMES, MODEL_FILE, OUTPUT_NAME, OnnxSession
 
     scorer = load_scorer(load_model(int8_export), EngineConfig(quantize=True, threads=threads))
     feeds = [{INPUT_NAMES[0]: b.input_ids.numpy(), INPUT_NAMES[1]: b.attention_mask.numpy()}
              for b in scorer.plan_batches(scorer.tokenize(pa.array(texts)))]
-
-    def session(intra_op: int):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = intra_op, 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(int8_export / "model.onnx"), options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=list(DISABLED_FUSIONS))
-
-    serial_session, shared_session = session(threads), session(1)
+    serial_session = scorer.module.session  # the engine's own session: `threads` intra-op threads
+    one_thread = OnnxSession(int8_export / MODEL_FILE, "int8")
+    one_thread.configure(1)  # the same options, one intra-op thread
+    shared_session = one_thread.session
     pool = ThreadPoolExecutor(threads)
     ways = {"one_run_at_a_time": lambda: [serial_session.run([OUTPUT_NAME], f)[0] for f in feeds],
             "runs_in_parallel": lambda: list(pool.map(lambda f: shared_session.run([OUTPUT_NAME], f)[0], feeds))}
@@ -200,6 +194,12 @@ def data_parallel(int8_export: Path, texts: list[str], threads: int, rounds: int
             "parallel_over_serial_median": round(statistics.median(speeds["runs_in_parallel"])
                                                  / statistics.median(speeds["one_run_at_a_time"]), 2),
             "max_abs_score_diff": same}
+
+
+def run_report(args, texts: list[str], **results) -> dict:
+    """The machine and settings of this run, with its results."""
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "texts": len(texts),
+            "rounds": args.rounds, "load_1min_at_end": os.getloadavg()[0], "libraries": library_versions(), **results}
 
 
 def main() -> None:
@@ -226,9 +226,7 @@ def main() -> None:
             variants[f"matmulnbits{bits}"] = (variant_dir(int8_export, graph, f"matmulnbits{bits}"), True)
         results = time_variants(variants, texts, args.threads, args.rounds)
         profile = operator_profile(int8_export, texts, args.threads)
-    report = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "texts": len(texts),
-              "rounds": args.rounds, "load_1min_at_end": os.getloadavg()[0], "libraries": library_versions(),
-              "variants": results, "onnx_int8_time_per_operator_percent": profile}
+    report = run_report(args, texts, variants=results, onnx_int8_time_per_operator_percent=profile)
     for name, entry in results.items():
         print(f"{name:14s} {entry['texts_per_s_median']:7.1f} texts/s  x onnx int8 {entry['speed_vs_onnx_int8']:.2f}"
               f"  x torch int8 {entry['speed_vs_torch_int8']:.2f}"
@@ -246,9 +244,7 @@ def screen_data_parallel(args, texts: list[str]) -> None:
         int8_export = Path(tmp) / "onnx_int8"
         export_onnx(OnnxExportConfig(model=str(args.model), out=int8_export, int8=True))
         result = data_parallel(int8_export, texts, args.threads, args.rounds)
-    report = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "texts": len(texts),
-              "rounds": args.rounds, "load_1min_at_end": os.getloadavg()[0], "libraries": library_versions(),
-              "data_parallel": result}
+    report = run_report(args, texts, data_parallel=result)
     print(json.dumps(result))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
